@@ -1,0 +1,5 @@
+"""dapbench's built-in algorithms, one module per family; importing this package registers them."""
+
+__dapbench__ = True  # lets the registry tell this package from a foreign one named `algorithms`
+
+from algorithms import ppo  # noqa: E402, F401

@@ -1,0 +1,362 @@
+"""PPO with a clipped surrogate, as CleanRL's `ppo_continuous_action` (Schulman et al., 2017).
+
+Defaults are CleanRL's (see docs/algorithms.md). One deliberate difference: a truncated episode (time
+limit) is bootstrapped, r_T <- r_T + gamma V(s_T), as Stable-Baselines3 does; CleanRL treats a
+truncation as a termination. `bootstrap_truncation=False` gives CleanRL's behaviour.
+
+Variants subclass `PPO` and override only what differs:
+  - `surrogate_loss(ratio, adv, batch)`  the policy objective (default: clipped surrogate),
+  - `auxiliary_loss(batch)`              extra terms added to the loss (default: none),
+  - `process_batch(batch)`               the rollout after GAE, before the update (default: as is).
+Every sample in a `Batch` carries its `origin` (0 = fresh on-policy), so audit metrics can be computed
+from real provenance.
+
+Speed: per-step action means are computed in NumPy from a snapshot of the actor taken after each update
+(a batch-1 torch forward costs ~10x more); log-probabilities and values for the update are recomputed
+in torch in one batch with the same, unchanged parameters.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import nn
+
+from dapbench.algorithm import AlgoConfig, Algorithm, Context, Spaces
+from dapbench.registry import register
+from dapbench.training.env import TrainEnv
+from dapbench.training.normalize import ObsNormalizer, RewardNormalizer
+
+ON_POLICY = 0  # `Batch.origin` of a fresh on-policy sample
+
+
+class PPOConfig(AlgoConfig):
+    learning_rate: float = Field(3e-4, gt=0, description="Adam step size (CleanRL)")
+    anneal_lr: bool = Field(True, description="linear decay of the step size to 0 over the budget (CleanRL)")
+    num_steps: int = Field(2048, gt=0, description="environment steps per rollout (CleanRL)")
+    gamma: float = Field(0.99, ge=0, le=1, description="discount (CleanRL)")
+    gae_lambda: float = Field(0.95, ge=0, le=1, description="GAE lambda (CleanRL)")
+    num_minibatches: int = Field(32, gt=0, description="minibatches per update epoch (CleanRL)")
+    update_epochs: int = Field(10, gt=0, description="passes over each rollout (CleanRL)")
+    norm_adv: bool = Field(True, description="normalise advantages per minibatch (CleanRL)")
+    clip_coef: float = Field(0.2, gt=0, description="surrogate clipping epsilon (CleanRL)")
+    clip_vloss: bool = Field(True, description="clipped value loss (CleanRL)")
+    ent_coef: float = Field(0.0, ge=0, description="entropy bonus coefficient (CleanRL)")
+    vf_coef: float = Field(0.5, ge=0, description="value loss coefficient (CleanRL)")
+    max_grad_norm: float = Field(0.5, gt=0, description="global gradient-norm clip (CleanRL)")
+    target_kl: float | None = Field(None, description="early-stop threshold on approx-KL, None = off (CleanRL)")
+    normalize_obs: bool = Field(True, description="running observation normalisation (CleanRL)")
+    normalize_reward: bool = Field(True, description="running discounted-return reward scaling (CleanRL)")
+    obs_clip: float = Field(10.0, gt=0, description="clip of normalised observations (CleanRL)")
+    reward_clip: float = Field(10.0, gt=0, description="clip of normalised rewards (CleanRL)")
+    hidden_sizes: tuple[int, ...] = Field((64, 64), description="tanh MLP widths, actor and critic (CleanRL)")
+    bootstrap_truncation: bool = Field(True, description="bootstrap V at time-limit truncations (SB3)")
+
+
+def layer_init(layer: nn.Linear, std: float = math.sqrt(2), bias: float = 0.0) -> nn.Linear:
+    """Orthogonal weights with gain `std`, constant bias."""
+    nn.init.orthogonal_(layer.weight, std)
+    nn.init.constant_(layer.bias, bias)
+    return layer
+
+
+def mlp(sizes: list[int], out_std: float) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 2):
+        layers += [layer_init(nn.Linear(sizes[i], sizes[i + 1])), nn.Tanh()]
+    layers.append(layer_init(nn.Linear(sizes[-2], sizes[-1]), std=out_std))
+    return nn.Sequential(*layers)
+
+
+class Agent(nn.Module):
+    """Gaussian policy with a state-independent log-std, and a separate value network."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...]) -> None:
+        super().__init__()
+        self.critic = mlp([obs_dim, *hidden, 1], out_std=1.0)
+        self.actor_mean = mlp([obs_dim, *hidden, act_dim], out_std=0.01)
+        self.actor_logstd = nn.Parameter(torch.zeros(1, act_dim))
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.critic(obs).squeeze(-1)
+
+    def dist(self, obs: torch.Tensor) -> torch.distributions.Normal:
+        mean = self.actor_mean(obs)
+        return torch.distributions.Normal(mean, self.actor_logstd.expand_as(mean).exp())
+
+    def numpy_actor(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(W^T, b) of each actor layer, for the NumPy forward used while collecting."""
+        return [
+            (m.weight.detach().cpu().numpy().T.copy(), m.bias.detach().cpu().numpy().copy())
+            for m in self.actor_mean
+            if isinstance(m, nn.Linear)
+        ]
+
+
+def numpy_forward(layers: list[tuple[np.ndarray, np.ndarray]], x: np.ndarray) -> np.ndarray:
+    for W, b in layers[:-1]:
+        x = np.tanh(x @ W + b)
+    W, b = layers[-1]
+    return x @ W + b
+
+
+def gae(rewards: np.ndarray, values: np.ndarray, next_value: float, dones: np.ndarray, gamma: float,
+        lam: float) -> np.ndarray:
+    """A_t = sum_l (gamma lam)^l delta_{t+l}, delta_t = r_t + gamma V(s_{t+1}) (1 - d_t) - V(s_t),
+    over a time-ordered rollout; d_t = 1 when the episode ended at step t."""
+    n = len(rewards)
+    adv = np.zeros(n, np.float32)
+    nxt_values = np.append(values[1:], np.float32(next_value))
+    deltas = rewards + gamma * nxt_values * (1.0 - dones) - values
+    decay = gamma * lam * (1.0 - dones)
+    last = 0.0
+    for t in range(n - 1, -1, -1):
+        last = deltas[t] + decay[t] * last
+        adv[t] = last
+    return adv
+
+
+@dataclass
+class Batch:
+    """A rollout, flattened over time, after GAE. Tensors on the learner's device."""
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    logprobs: torch.Tensor
+    values: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+    origin: torch.Tensor  # 0 = fresh on-policy; anything else is offline / synthetic
+
+    def __len__(self) -> int:
+        return self.obs.shape[0]
+
+    def index(self, idx: torch.Tensor) -> Batch:
+        return Batch(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+
+
+class RolloutBuffer:
+    """Fixed-size NumPy storage for one rollout (normalised observations and rewards)."""
+
+    def __init__(self, n: int, obs_dim: int, act_dim: int) -> None:
+        self.obs = np.zeros((n, obs_dim), np.float32)
+        self.actions = np.zeros((n, act_dim), np.float32)
+        self.rewards = np.zeros(n, np.float32)
+        self.dones = np.zeros(n, np.float32)  # episode ended after this step (terminated or truncated)
+        self.truncated_obs = np.zeros((n, obs_dim), np.float32)  # s_T of a truncation, for bootstrapping
+        self.truncated = np.zeros(n, bool)
+        self.pos = 0
+
+    @property
+    def full(self) -> bool:
+        return self.pos == len(self.rewards)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in vars(self).items()}
+
+    def load_state_dict(self, s: dict[str, Any]) -> None:
+        for k, v in s.items():
+            setattr(self, k, v.copy() if isinstance(v, np.ndarray) else v)
+
+
+@register("ppo")
+class PPO(Algorithm):
+    """Proximal Policy Optimization (clipped surrogate), CleanRL's continuous-action recipe."""
+
+    Config = PPOConfig
+
+    def __init__(self, config: PPOConfig, spaces: Spaces, context: Context) -> None:
+        super().__init__(config, spaces, context)
+        c = self.cfg = config
+        torch.manual_seed(context.seed)
+        self.device = torch.device(context.device)
+        self.agent = Agent(spaces.obs_dim, spaces.act_dim, c.hidden_sizes).to(self.device)
+        self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=c.learning_rate, eps=1e-5)
+        self.rng = np.random.default_rng(context.seed)  # action noise and minibatch order
+        self.obs_norm = ObsNormalizer(spaces.obs_dim, c.obs_clip, c.normalize_obs)
+        self.rew_norm = RewardNormalizer(c.gamma, c.reward_clip, c.normalize_reward)
+        self.buffer = RolloutBuffer(c.num_steps, spaces.obs_dim, spaces.act_dim)
+        self.num_iterations = max(1, context.total_steps // c.num_steps)
+        self.iteration = 0  # updates done
+        self.next_obs: np.ndarray | None = None  # normalised observation the policy acts on next
+        self._np_actor = self.agent.numpy_actor()
+
+    # ----- acting -----------------------------------------------------------------------------------
+    def _sample(self, obs_n: np.ndarray) -> np.ndarray:
+        """a = mu(s) + sigma * eps, eps ~ N(0, I), in NumPy."""
+        mean = numpy_forward(self._np_actor, obs_n)
+        std = np.exp(self.agent.actor_logstd.detach().cpu().numpy()[0])
+        return (mean + std * self.rng.standard_normal(mean.shape, dtype=np.float32)).astype(np.float32)
+
+    def act(self, obs: np.ndarray, deterministic: bool = True, rng: np.random.Generator | None = None
+            ) -> np.ndarray:
+        mean = numpy_forward(self._np_actor, self.obs_norm(np.asarray(obs), update=False))
+        if deterministic:
+            return mean.astype(np.float32)
+        std = np.exp(self.agent.actor_logstd.detach().cpu().numpy()[0])
+        rng = rng if rng is not None else np.random.default_rng()
+        return (mean + std * rng.standard_normal(mean.shape)).astype(np.float32)
+
+    # ----- collecting -------------------------------------------------------------------------------
+    def train_epoch(self, env: TrainEnv, n_steps: int) -> dict[str, float]:
+        c, buf = self.cfg, self.buffer
+        if self.next_obs is None:
+            self.next_obs = self.obs_norm(env.obs[None], update=True)[0]
+        stats: list[dict[str, float]] = []
+        for _ in range(n_steps):
+            action = self._sample(self.next_obs[None])[0]
+            step = env.step(action)
+            done = step.terminated or step.truncated
+            p = buf.pos
+            buf.obs[p], buf.actions[p] = self.next_obs, action
+            buf.rewards[p] = self.rew_norm(step.reward, episode_end=done)
+            buf.dones[p] = float(done)
+            buf.truncated[p] = step.truncated and not step.terminated and c.bootstrap_truncation
+            if buf.truncated[p]:
+                buf.truncated_obs[p] = self.obs_norm(step.final_obs[None], update=False)[0]
+            buf.pos += 1
+            self.next_obs = self.obs_norm(step.next_obs[None], update=True)[0]
+            if buf.full:
+                stats.append(self.update())
+                buf.pos = 0
+        if not stats:
+            return {}
+        out = {k: float(np.mean([s[k] for s in stats])) for k in stats[0]}
+        out["n_updates"] = float(len(stats))
+        return out
+
+    # ----- learning ---------------------------------------------------------------------------------
+    def compute_batch(self) -> Batch:
+        """Old log-probs, values and GAE(gamma, lambda) over the (time-ordered) rollout."""
+        c, buf, dev = self.cfg, self.buffer, self.device
+        obs = torch.as_tensor(buf.obs, device=dev)
+        actions = torch.as_tensor(buf.actions, device=dev)
+        rewards = torch.as_tensor(buf.rewards, device=dev).clone()
+        dones = torch.as_tensor(buf.dones, device=dev)
+        with torch.no_grad():
+            logprobs = self.agent.dist(obs).log_prob(actions).sum(-1)
+            values = self.agent.value(obs)
+            next_value = self.agent.value(torch.as_tensor(self.next_obs[None], device=dev))[0]
+            if buf.truncated.any():  # r_T += gamma V(s_T) at time-limit truncations
+                trunc = torch.as_tensor(np.flatnonzero(buf.truncated), device=dev)
+                rewards[trunc] += c.gamma * self.agent.value(torch.as_tensor(buf.truncated_obs, device=dev)[trunc])
+        advantages = torch.as_tensor(
+            gae(rewards.cpu().numpy(), values.cpu().numpy(), float(next_value), buf.dones, c.gamma, c.gae_lambda),
+            device=dev,
+        )
+        n = len(rewards)
+        returns = advantages + values
+        origin = torch.full((n,), ON_POLICY, dtype=torch.uint8, device=dev)
+        return Batch(obs, actions, logprobs, values, advantages, returns, origin)
+
+    def surrogate_loss(self, ratio: torch.Tensor, adv: torch.Tensor, mb: Batch) -> torch.Tensor:
+        """L_clip = -E[min(r A, clip(r, 1-eps, 1+eps) A)]."""
+        eps = self.cfg.clip_coef
+        return torch.max(-adv * ratio, -adv * torch.clamp(ratio, 1 - eps, 1 + eps)).mean()
+
+    def auxiliary_loss(self, mb: Batch) -> tuple[torch.Tensor | None, dict[str, float]]:
+        """Extra loss terms of a variant (added to PPO's loss) and their statistics. PPO: none."""
+        return None, {}
+
+    def process_batch(self, batch: Batch) -> Batch:
+        """Post-process the rollout after GAE (a variant may add samples, with their origin). PPO: none."""
+        return batch
+
+    def value_loss(self, newvalue: torch.Tensor, mb: Batch) -> torch.Tensor:
+        """0.5 E[max((V - R)^2, (V_old + clip(V - V_old, -eps, eps) - R)^2)], or unclipped."""
+        if not self.cfg.clip_vloss:
+            return 0.5 * ((newvalue - mb.returns) ** 2).mean()
+        eps = self.cfg.clip_coef
+        v_clipped = mb.values + torch.clamp(newvalue - mb.values, -eps, eps)
+        return 0.5 * torch.max((newvalue - mb.returns) ** 2, (v_clipped - mb.returns) ** 2).mean()
+
+    def update(self) -> dict[str, float]:
+        c = self.cfg
+        if c.anneal_lr:  # lr_i = (1 - i / I) lr
+            frac = max(0.0, 1.0 - self.iteration / self.num_iterations)
+            self.optimizer.param_groups[0]["lr"] = frac * c.learning_rate
+        batch = self.process_batch(self.compute_batch())
+        n = len(batch)
+        mb_size = max(1, n // c.num_minibatches)
+        pg_l, v_l, ent_l, kl_l, clipfracs, aux_stats = [], [], [], [], [], []
+        for _ in range(c.update_epochs):
+            perm = torch.as_tensor(self.rng.permutation(n), device=self.device)
+            for start in range(0, n, mb_size):
+                mb = batch.index(perm[start:start + mb_size])
+                dist = self.agent.dist(mb.obs)
+                newlogprob = dist.log_prob(mb.actions).sum(-1)
+                entropy = dist.entropy().sum(-1).mean()
+                newvalue = self.agent.value(mb.obs)
+                logratio = newlogprob - mb.logprobs
+                ratio = logratio.exp()
+                with torch.no_grad():
+                    approx_kl = ((ratio - 1) - logratio).mean()  # k3 estimator of KL(old || new)
+                    clipfracs.append(((ratio - 1.0).abs() > c.clip_coef).float().mean().item())
+                adv = mb.advantages
+                if c.norm_adv:
+                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                pg_loss = self.surrogate_loss(ratio, adv, mb)
+                v_loss = self.value_loss(newvalue, mb)
+                loss = pg_loss - c.ent_coef * entropy + c.vf_coef * v_loss
+                aux, aux_s = self.auxiliary_loss(mb)
+                if aux is not None:
+                    loss = loss + aux
+                    aux_stats.append(aux_s)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(self.agent.parameters(), c.max_grad_norm)
+                self.optimizer.step()
+                pg_l.append(pg_loss.item())
+                v_l.append(v_loss.item())
+                ent_l.append(entropy.item())
+                kl_l.append(approx_kl.item())
+            if c.target_kl is not None and kl_l[-1] > c.target_kl:
+                break
+        self.iteration += 1
+        self._np_actor = self.agent.numpy_actor()
+        y_pred, y_true = batch.values.cpu().numpy(), batch.returns.cpu().numpy()
+        var_y = np.var(y_true)
+        stats = {
+            "policy_loss": float(np.mean(pg_l)),
+            "value_loss": float(np.mean(v_l)),
+            "entropy": float(np.mean(ent_l)),
+            "approx_kl": float(np.mean(kl_l)),
+            "clip_frac": float(np.mean(clipfracs)),
+            "explained_variance": float("nan") if var_y == 0 else float(1 - np.var(y_true - y_pred) / var_y),
+            "learning_rate": float(self.optimizer.param_groups[0]["lr"]),
+        }
+        for k in aux_stats[0] if aux_stats else []:
+            stats[k] = float(np.mean([s[k] for s in aux_stats]))
+        return stats
+
+    # ----- checkpointing ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "agent": self.agent.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": self.rng.bit_generator.state,
+            "obs_norm": self.obs_norm.rms.state_dict(),
+            "rew_norm": self.rew_norm.state_dict(),
+            "buffer": self.buffer.state_dict(),
+            "iteration": self.iteration,
+            "next_obs": None if self.next_obs is None else self.next_obs.copy(),
+        }
+
+    def load_state_dict(self, s: dict[str, Any]) -> None:
+        self.agent.load_state_dict(s["agent"])
+        self.optimizer.load_state_dict(s["optimizer"])
+        self.rng.bit_generator.state = s["rng"]
+        self.obs_norm.rms.load_state_dict(s["obs_norm"])
+        self.rew_norm.load_state_dict(s["rew_norm"])
+        self.buffer.load_state_dict(s["buffer"])
+        self.iteration = s["iteration"]
+        self.next_obs = s["next_obs"]
+        self._np_actor = self.agent.numpy_actor()
+
+
+__all__ = ["PPO", "Batch", "PPOConfig"]

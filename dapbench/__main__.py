@@ -1,0 +1,3 @@
+from dapbench.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,91 @@
+"""The algorithm interface: what the trainer calls, what an algorithm declares.
+
+The trainer owns the loop, budget, evaluation, checkpoints, timing and logging; an algorithm owns
+learning. It steps the environment itself inside `train_epoch` (on-policy methods collect with their
+own policy), through the harness's `TrainEnv`, which times and records every step.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from dapbench.training.env import TrainEnv
+
+
+class AlgoConfig(BaseModel):
+    """Base of every algorithm's typed config: frozen, unknown keys rejected.
+
+    Field defaults are the algorithm's documented defaults; each field's description says where the
+    default comes from.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Spaces:
+    """The shapes and bounds an algorithm is built for."""
+
+    obs_dim: int
+    act_dim: int
+    act_low: np.ndarray
+    act_high: np.ndarray
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the trainer tells an algorithm about its run."""
+
+    total_steps: int
+    seed: int
+    device: str  # a resolved torch device string: "cpu" or "cuda[:i]"
+
+
+class Algorithm(ABC):
+    """A learning algorithm behind the common interface.
+
+    Class attributes declare the algorithm: its registered `name`, its `Config` class, what it needs
+    (`needs_dataset`: a logged dataset; `needs_prior`: a pre-trained prior), and `reconstruction`:
+    None for a faithful implementation, else a sentence saying what was reconstructed and from what.
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type[AlgoConfig]]
+    needs_dataset: ClassVar[bool] = False
+    needs_prior: ClassVar[bool] = False
+    reconstruction: ClassVar[str | None] = None
+
+    def __init__(self, config: AlgoConfig, spaces: Spaces, context: Context) -> None:
+        self.config = config
+        self.spaces = spaces
+        self.context = context
+
+    @abstractmethod
+    def train_epoch(self, env: TrainEnv, n_steps: int) -> dict[str, float]:
+        """Take exactly `n_steps` environment steps in `env`, learning as the algorithm does.
+
+        Returns the epoch's learning statistics (losses, approx-KL, ...); keys absent this epoch
+        (e.g. no update happened) are simply left out.
+        """
+
+    @abstractmethod
+    def act(self, obs: np.ndarray, deterministic: bool = True, rng: np.random.Generator | None = None
+            ) -> np.ndarray:
+        """Actions for a batch of raw observations `(n, obs_dim)` -> `(n, act_dim)`.
+
+        Must not change any state that affects training (evaluation calls it between epochs).
+        """
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Everything that affects the algorithm's future: weights, optimisers, normalisers, RNGs,
+        partial rollouts, counters."""
+
+    @abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...

@@ -1,0 +1,281 @@
+"""`dapbench` / `python -m dapbench`: one dispatcher of subcommands.
+
+Exit codes: 0 success, 1 some run failed, 2 bad input (nothing was started).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from dapbench.config import RunSpec, expand, filter_specs, load_suite, unavailable_reason
+from dapbench.errors import BadInputError, DapbenchError
+from dapbench.results.store import RunStore
+
+console = Console(stderr=False, highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+# Rough cost of training relative to stepping the raw environment, per environment step, for PPO on one
+# core (measured here with benchmarks/ppo_vs_sb3.py: see docs/benchmarks.md). Used only for estimates.
+PPO_COST_FACTOR = 2.5
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    pass
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="dapbench", formatter_class=_Formatter,
+        description="Benchmark and reproduce on-policy RL with diffusion action priors (PPO-DAP and baselines).",
+        epilog="examples:\n  dapbench run suites/quick.yaml\n  dapbench run suites/mujoco8.yaml --dry-run\n"
+               "  dapbench status suites/quick.yaml\n  dapbench tasks\n  dapbench algos ppo",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", formatter_class=_Formatter, help="run a suite (idempotent: done runs are skipped, "
+                       "partial runs resume)",
+                       description="Run every cell (task x algorithm x seed) of a suite. Runs already done are "
+                       "skipped, partial or failed runs resume from their last checkpoint; a failing run is "
+                       "reported and does not stop the others. Exit 1 if any run failed, 2 on bad input.")
+    r.add_argument("suite", type=Path, help="suite YAML file (see docs/suites.md)")
+    r.add_argument("--dry-run", action="store_true", help="print the grid and an estimate of the work; run nothing")
+    r.add_argument("--only", action="append", default=[], metavar="KEY=VALUE",
+                   help="keep only runs whose KEY (task, algorithm, label, seed) is one of the comma-separated "
+                   "VALUEs; repeatable (all must match)")
+    r.add_argument("--jobs", type=int, default=None, help="parallel runs for the local launcher "
+                   "(default: the suite's launcher.jobs, else the number of cores)")
+    r.add_argument("--launcher", choices=["debug", "local"], default=None,
+                   help="debug: in this process, one run after another; local: a process pool "
+                   "(default: the suite's launcher.name)")
+    r.add_argument("--results", type=Path, default=None, help="results folder (default: the suite's results_dir, "
+                   "else results/<suite name>)")
+    r.add_argument("--skip-unavailable", action="store_true",
+                   help="drop cells whose task or algorithm is not available yet instead of refusing to start")
+
+    s = sub.add_parser("status", formatter_class=_Formatter, help="pending / running / done / failed runs of a suite",
+                       description="Counts of a suite's runs by state and a per-run table, read from the run folders.")
+    s.add_argument("suite", type=Path)
+    s.add_argument("--results", type=Path, default=None, help="results folder (default: the suite's)")
+    s.add_argument("--only", action="append", default=[], metavar="KEY=VALUE", help="as for run")
+
+    t = sub.add_parser("tasks", formatter_class=_Formatter, help="the task table; `tasks measure` re-measures "
+                       "random-policy reference scores",
+                       description="Without an action: print the task registry with its reference scores.")
+    tsub = t.add_subparsers(dest="tasks_command", metavar="ACTION")
+    m = tsub.add_parser("measure", formatter_class=_Formatter,
+                        help="measure random-policy scores and env speed into dapbench/tasks/reference_scores.json",
+                        description="Run uniform random actions on each available task and write the mean "
+                        "return (and raw env steps/s) into the reference score file.")
+    m.add_argument("--episodes", type=int, default=20, help="episodes per task")
+    m.add_argument("--seed", type=int, default=0, help="episode i uses seed SEED+i")
+    m.add_argument("--task", action="append", default=None, help="only these tasks (repeatable)")
+
+    a = sub.add_parser("algos", formatter_class=_Formatter, help="registered algorithms with their config fields",
+                       description="List registered algorithms, what they need, and every config field with "
+                       "its default; algorithms of the protocol not implemented yet are listed too.")
+    a.add_argument("name", nargs="?", help="show one algorithm only")
+    return p
+
+
+# ----- run ------------------------------------------------------------------------------------------------
+def _estimate_hours(spec: RunSpec) -> float | None:
+    from dapbench.tasks.registry import TASKS, reference_scores
+
+    ref = reference_scores()["tasks"].get(spec.task)
+    if not ref:
+        return None
+    ev = spec.evaluation
+    evals = spec.epochs // ev.every if ev.every else 0
+    eval_steps = evals * ev.episodes * TASKS[spec.task].max_episode_steps  # upper bound: full episodes
+    return (spec.total_steps * PPO_COST_FACTOR + eval_steps) / ref["env_steps_per_s"] / 3600
+
+
+def _cell_state(spec: RunSpec, results: Path) -> str:
+    why = unavailable_reason(spec)
+    if why:
+        return "not implemented" if not spec.implemented else "unavailable"
+    store = RunStore(results / spec.relpath())
+    if not store.spec_path.exists():
+        return "new"
+    st = store.status()
+    return st.state if st.state != "pending" or not st.epoch else "partial"
+
+
+def _dry_run(name: str, specs: list[RunSpec], results: Path) -> None:
+    table = Table(title=f"suite {name}: {len(specs)} runs -> {results}/")
+    for col in ("task", "algorithm", "seeds", "steps/run", "epochs", "state", "est. CPU-h"):
+        table.add_column(col, justify="right" if col in ("seeds", "steps/run", "epochs", "est. CPU-h") else "left")
+    cells: dict[tuple[str, str], list[RunSpec]] = {}
+    for s in specs:
+        cells.setdefault((s.task, s.label), []).append(s)
+    total_h, total_steps, unknown = 0.0, 0, 0
+    for (task, label), group in cells.items():
+        states = Counter(_cell_state(s, results) for s in group)
+        hours = [_estimate_hours(s) for s in group]
+        known = [h for h in hours if h is not None]
+        unknown += len(hours) - len(known)
+        total_h += sum(known)
+        total_steps += sum(s.total_steps for s in group)
+        state = ", ".join(f"{n} {k}" if len(states) > 1 else k for k, n in states.items())
+        style = "dim" if "not implemented" in states or "unavailable" in states else None
+        table.add_row(task, label, str(len(group)), f"{group[0].total_steps:,}", str(group[0].epochs), state,
+                      f"{sum(known):.1f}" if known else "?", style=style)
+    console.print(table)
+    runnable = sum(s.runnable for s in specs)
+    console.print(f"{len(specs)} runs ({runnable} runnable now), {total_steps:,} environment steps, "
+                  f"~{total_h:,.0f} CPU-hours for the runnable and planned ones"
+                  + (f" ({unknown} runs without an estimate)" if unknown else "")
+                  + f"; estimate = steps x {PPO_COST_FACTOR} (PPO's cost per step relative to the raw env) "
+                  "/ the task's measured env rate, plus evaluation. Algorithms heavier than PPO cost more.")
+    reasons = sorted({r for s in specs if (r := unavailable_reason(s))})
+    for r in reasons:
+        console.print(f"  [dim]not runnable yet: {r}[/dim]")
+
+
+def _prepare(specs: list[RunSpec], results: Path) -> list[Path]:
+    """Check every run folder against its spec, then create the new ones. Raises before creating anything."""
+    stores = [RunStore(results / s.relpath()) for s in specs]
+    for store, spec in zip(stores, specs, strict=True):
+        if store.spec_path.exists() and store.read_spec().hash != spec.hash:
+            store.init(spec)  # raises the detailed mismatch error
+    for store, spec in zip(stores, specs, strict=True):
+        store.init(spec)
+    return [st.dir for st in stores]
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    suite = load_suite(args.suite)
+    specs = filter_specs(expand(suite), args.only)
+    results = args.results or suite.results_path()
+    if not specs:
+        raise BadInputError(f"{args.suite}: no runs match --only {' '.join(args.only)}")
+    if args.dry_run:
+        _dry_run(suite.name, specs, results)
+        return 0
+    blocked = [s for s in specs if not s.runnable]
+    if blocked:
+        reasons = sorted({unavailable_reason(s) for s in blocked})
+        if not args.skip_unavailable:
+            raise BadInputError(
+                f"{args.suite}: {len(blocked)} of {len(specs)} runs cannot run yet:\n  " + "\n  ".join(reasons)
+                + "\nnothing was started; use --skip-unavailable to run the rest, or --only to choose cells"
+            )
+        err_console.print(f"[yellow]skipping {len(blocked)} runs that cannot run yet:[/yellow]\n  "
+                          + "\n  ".join(reasons))
+        specs = [s for s in specs if s.runnable]
+    if args.jobs is not None and args.jobs < 1:
+        raise BadInputError(f"--jobs must be at least 1 (got {args.jobs})")
+    dirs = _prepare(specs, results)
+    todo = [d for d in dirs if RunStore(d).status().state != "done"]
+    launcher = args.launcher or suite.launcher.name
+    console.print(f"suite {suite.name}: {len(specs)} runs in {results}/ ({len(specs) - len(todo)} already done, "
+                  f"{len(todo)} to run with the {launcher} launcher)")
+
+    def report(o) -> None:
+        rel = Path(o.run_dir).relative_to(results) if Path(o.run_dir).is_relative_to(results) else o.run_dir
+        if o.state == "failed":
+            err_console.print(f"[red]failed[/red] {rel} at epoch {o.epoch}:", escape(str(o.error)))
+        else:
+            console.print(f"{o.state} {rel}" + (f" ({o.error})" if o.error else ""))
+
+    from dapbench.launch.launchers import default_jobs, launch
+
+    outcomes = launch(launcher, todo, args.jobs or suite.launcher.jobs or default_jobs(), report)
+    counts = Counter(o.state for o in outcomes)
+    console.print(f"results in {results}/: {len(specs) - len(todo) + counts['done']} done, {counts['failed']} failed"
+                  + (f", {counts['running']} running elsewhere" if counts["running"] else ""))
+    return 1 if counts["failed"] else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    suite = load_suite(args.suite)
+    specs = filter_specs(expand(suite), args.only)
+    results = args.results or suite.results_path()
+    table = Table(title=f"suite {suite.name} in {results}/")
+    for col in ("run", "state", "epoch", "error"):
+        table.add_column(col)
+    counts: Counter[str] = Counter()
+    for s in specs:
+        state = _cell_state(s, results)
+        st = RunStore(results / s.relpath()).status() if state not in ("new", "unavailable", "not implemented") \
+            else None
+        counts[state if state != "new" else "pending"] += 1
+        table.add_row(str(s.relpath()), state, f"{st.epoch}/{st.epochs}" if st else "-", (st.error or "") if st else "")
+    console.print(table)
+    console.print(", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    return 0
+
+
+# ----- tasks / algos ----------------------------------------------------------------------------------------
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from dapbench.tasks.registry import TASKS, get_task, reference_scores
+
+    if args.tasks_command == "measure":
+        from dapbench.tasks.reference import measure
+
+        tasks = [get_task(t) for t in args.task] if args.task else list(TASKS.values())
+        measure(tasks, args.episodes, args.seed)
+        reference_scores.cache_clear()
+    ref = reference_scores()
+    table = Table(title="tasks (random-policy scores: " + (ref["meta"].get("command") or "not measured") + ")")
+    for col in ("task", "gym id", "episode", "default budget", "random return", "env steps/s", "status"):
+        table.add_column(col, justify="right" if col not in ("task", "gym id", "status") else "left")
+    for t in TASKS.values():
+        r = ref["tasks"].get(t.name)
+        table.add_row(t.name, t.gym_id, str(t.max_episode_steps), f"{t.default_total_steps:,}",
+                      f"{r['random_return_mean']:.1f} ± {r['random_return_std']:.1f}" if r else "-",
+                      f"{r['env_steps_per_s']:,.0f}" if r else "-",
+                      "available" if t.available else f"unavailable: {t.unavailable}")
+    console.print(table)
+    return 0
+
+
+def cmd_algos(args: argparse.Namespace) -> int:
+    from dapbench.registry import PLANNED, algorithms, get_algorithm
+
+    names = [args.name] if args.name else list(algorithms())
+    for n in names:
+        cls = get_algorithm(n)
+        needs = [w for w, f in (("a logged dataset", cls.needs_dataset), ("a prior", cls.needs_prior)) if f]
+        console.print(f"[bold]{n}[/bold]  {cls.__module__}.{cls.__qualname__}: {(cls.__doc__ or '').strip()}")
+        console.print(f"  needs: {', '.join(needs) or 'nothing beyond the task'}")
+        if cls.reconstruction:
+            console.print(f"  [yellow]reconstruction:[/yellow] {cls.reconstruction}")
+        table = Table(show_header=True, box=None, padding=(0, 2))
+        for col in ("field", "type", "default", "about"):
+            table.add_column(col)
+        for fname, f in cls.Config.model_fields.items():
+            ann = getattr(f.annotation, "__name__", None) or str(f.annotation).replace("typing.", "")
+            table.add_row(fname, ann, repr(f.default), f.description or "")
+        console.print(table)
+    if not args.name:
+        for n, why in PLANNED.items():
+            if n not in algorithms():
+                console.print(f"[dim]{n}  not implemented yet: {why}[/dim]")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "status": cmd_status, "tasks": cmd_tasks, "algos": cmd_algos}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except DapbenchError as e:
+        err_console.print("[red]error:[/red]", escape(str(e)), soft_wrap=True)
+        return e.exit_code
+    except KeyboardInterrupt:
+        err_console.print("interrupted; finished epochs are checkpointed, run the same command again to resume")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

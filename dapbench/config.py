@@ -1,0 +1,407 @@
+"""Typed, validated suite and run specs.
+
+A suite YAML file is validated into a `Suite`, then expanded into a grid of frozen `RunSpec`s
+(task x algorithm x seed, overrides applied, algorithm config resolved with its defaults). Every
+problem is reported in one `SuiteError` that names the file, the field (with its YAML line) and what is
+allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from dapbench.errors import SuiteError
+from dapbench.registry import PLANNED, algorithms, known_names
+from dapbench.tasks.registry import TASKS
+
+SUITE_DOCS = "docs/suites.md"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EvalConfig(Strict):
+    """The evaluation protocol: `episodes` episodes every `every` epochs (0 = never), each reset with a
+    seed from `seeds` (fixed, independent of the training seed), acting with the policy's mean action
+    when `deterministic`."""
+
+    episodes: PositiveInt = 10
+    every: NonNegativeInt = 1
+    seeds: list[int] | None = None  # default: 1_000_000 + i, i < episodes
+    deterministic: bool = True
+
+    @model_validator(mode="after")
+    def _seeds_match(self) -> EvalConfig:
+        if self.seeds is not None and len(self.seeds) != self.episodes:
+            raise ValueError(f"seeds has {len(self.seeds)} entries but episodes is {self.episodes}")
+        return self
+
+    def episode_seeds(self) -> list[int]:
+        return list(self.seeds) if self.seeds is not None else [1_000_000 + i for i in range(self.episodes)]
+
+
+class Budget(Strict):
+    """Environment steps per run (`total_steps`, default: the task's) and per epoch (the paper's 5,000)."""
+
+    total_steps: PositiveInt | None = None
+    steps_per_epoch: PositiveInt = 5000
+
+
+class AlgorithmEntry(Strict):
+    """An algorithm in a suite: its registered `name`, a `label` naming the variant in run folders and
+    reports (default: the name), and `config` values overriding its defaults."""
+
+    name: str
+    label: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return self.label or self.name
+
+
+class Override(Strict):
+    """Settings for the cells matching `tasks` and `algorithms` (labels; omitted = all), applied in order."""
+
+    tasks: list[str] | None = None
+    algorithms: list[str] | None = None
+    budget: Budget | None = None
+    evaluation: EvalConfig | None = None
+    config: dict[str, Any] | None = None
+    device: Literal["cpu", "cuda", "auto"] | None = None
+
+
+class LauncherConfig(Strict):
+    """How runs are launched: `debug` (in this process, one after another) or `local` (a pool of
+    `jobs` processes, default: the number of cores)."""
+
+    name: Literal["debug", "local"] = "local"
+    jobs: PositiveInt | None = None
+
+
+class Suite(Strict):
+    """A grid of runs: tasks x algorithms x seeds with a budget, an evaluation protocol and overrides."""
+
+    name: str
+    description: str = ""
+    results_dir: str | None = None  # default: results/<name>
+    tasks: list[str] | Literal["all", "available"]
+    algorithms: list[AlgorithmEntry]
+    seeds: list[NonNegativeInt] | PositiveInt
+    budget: Budget = Budget()
+    evaluation: EvalConfig = EvalConfig()
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    torch_threads: PositiveInt = 1
+    overrides: list[Override] = Field(default_factory=list)
+    launcher: LauncherConfig = LauncherConfig()
+
+    @field_validator("algorithms", mode="before")
+    @classmethod
+    def _names_to_entries(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            return [{"name": x} if isinstance(x, str) else x for x in v]
+        return v
+
+    @field_validator("algorithms")
+    @classmethod
+    def _known_algorithms(cls, v: list[AlgorithmEntry]) -> list[AlgorithmEntry]:
+        names = known_names()
+        for e in v:
+            if e.name not in names:
+                raise ValueError(f"unknown algorithm {e.name!r}; allowed: {', '.join(names)}")
+        keys = [e.key for e in v]
+        dup = {k for k in keys if keys.count(k) > 1}
+        if dup:
+            raise ValueError(f"algorithm labels must be unique; repeated: {', '.join(sorted(dup))}")
+        return v
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            for t in v:
+                if t not in TASKS:
+                    raise ValueError(f"unknown task {t!r}; allowed: {', '.join(TASKS)}, or 'all' / 'available'")
+        return v
+
+    @property
+    def task_names(self) -> list[str]:
+        if self.tasks == "all":
+            return list(TASKS)
+        if self.tasks == "available":
+            return [t for t, info in TASKS.items() if info.available]
+        return list(self.tasks)
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+    def results_path(self) -> Path:
+        return Path(self.results_dir or f"results/{self.name}")
+
+
+class RunSpec(Strict):
+    """One run, fully resolved: a run is a pure function of this (plus the code version)."""
+
+    task: str
+    algorithm: str
+    label: str
+    seed: int
+    total_steps: PositiveInt
+    steps_per_epoch: PositiveInt
+    evaluation: EvalConfig
+    config: dict[str, Any]  # the algorithm's full config, defaults included
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    torch_threads: PositiveInt = 1
+
+    @property
+    def epochs(self) -> int:
+        return self.total_steps // self.steps_per_epoch
+
+    @property
+    def hash(self) -> str:
+        """sha256 of the canonical JSON of the spec, first 16 hex digits."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def relpath(self) -> Path:
+        return Path(self.task) / self.label / f"seed_{self.seed}"
+
+    @property
+    def implemented(self) -> bool:
+        return self.algorithm in algorithms()
+
+    @property
+    def runnable(self) -> bool:
+        return self.implemented and TASKS[self.task].available
+
+
+# ----- loading ------------------------------------------------------------------------------------------
+def _line_index(text: str) -> dict[tuple, int]:
+    """Map each YAML path (tuple of keys / indices) to its 1-based line number."""
+    index: dict[tuple, int] = {}
+
+    def walk(node: yaml.Node, path: tuple) -> None:
+        index[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                index[(*path, k.value)] = k.start_mark.line + 1
+                walk(v, (*path, k.value))
+                index[(*path, k.value)] = k.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                walk(v, (*path, i))
+
+    root = yaml.compose(text)
+    if root is not None:
+        walk(root, ())
+    return index
+
+
+def _fmt_path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _line_of(lines: dict[tuple, int], loc: tuple) -> int | None:
+    for n in range(len(loc), -1, -1):
+        if tuple(loc[:n]) in lines:
+            return lines[tuple(loc[:n])]
+    return None
+
+
+def _problem(path: Path, lines: dict[tuple, int], loc: tuple, msg: str) -> str:
+    line = _line_of(lines, loc)
+    where = f"{path}:{line}" if line else str(path)
+    return f"{where}: {_fmt_path(loc)}: {msg}"
+
+
+def _pydantic_problems(path: Path, lines: dict[tuple, int], err: ValidationError, prefix: tuple = ()
+                       ) -> list[str]:
+    out = []
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p in ("list", "int", "literal"))))
+        loc = prefix + tuple(loc)
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+            parent = loc[:-1]
+            allowed = _allowed_keys(parent, prefix)
+            if allowed:
+                msg += f"; allowed keys: {', '.join(allowed)}"
+        elif e["type"] == "literal_error":
+            msg = f"{msg} (got {e.get('input')!r})"
+        elif "input" in e and not isinstance(e["input"], dict | list):
+            msg = f"{msg} (got {e['input']!r})"
+        out.append(_problem(path, lines, loc, msg))
+    return sorted(set(out), key=out.index)
+
+
+def _allowed_keys(parent: tuple, prefix: tuple) -> list[str]:
+    model: Any = Suite
+    names = [p for p in parent if isinstance(p, str)]
+    if prefix:
+        return []  # algorithm configs list their own keys in the message
+    for n in names:
+        field = model.model_fields.get(n)
+        if field is None:
+            return []
+        ann = field.annotation
+        inner = getattr(ann, "__args__", None)
+        cand = [a for a in (inner or (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not cand:
+            return []
+        model = cand[0]
+    return list(model.model_fields)
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Read and validate a suite file; one `SuiteError` listing every problem otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise SuiteError(f"{path}: no such suite file")
+    text = path.read_text()
+    try:
+        data = yaml.safe_load(text)
+        lines = _line_index(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise SuiteError(f"{where}: YAML syntax error: {getattr(e, 'problem', None) or e}") from None
+    if not isinstance(data, dict):
+        raise SuiteError(f"{path}: a suite is a YAML mapping with keys {', '.join(Suite.model_fields)}")
+    data.setdefault("name", path.stem)
+    try:
+        suite = Suite.model_validate(data)
+    except ValidationError as e:
+        raise SuiteError(_report(path, _pydantic_problems(path, lines, e))) from None
+    problems = _check_grid(suite, path, lines)
+    if problems:
+        raise SuiteError(_report(path, problems))
+    return suite
+
+
+def _report(path: Path, problems: list[str]) -> str:
+    head = f"invalid suite {path} ({len(problems)} problem{'s' * (len(problems) > 1)}; see {SUITE_DOCS}):"
+    return "\n  ".join([head, *problems])
+
+
+def _check_grid(suite: Suite, path: Path, lines: dict[tuple, int]) -> list[str]:
+    """Checks that need the registries: override targets, algorithm configs, budget divisibility."""
+    problems: list[str] = []
+    labels = [a.key for a in suite.algorithms]
+    for i, o in enumerate(suite.overrides):
+        for t in o.tasks or []:
+            if t not in suite.task_names:
+                problems.append(_problem(path, lines, ("overrides", i, "tasks"),
+                                         f"task {t!r} is not in the suite's tasks ({', '.join(suite.task_names)})"))
+        for a in o.algorithms or []:
+            if a not in labels:
+                problems.append(_problem(path, lines, ("overrides", i, "algorithms"),
+                                         f"algorithm {a!r} is not in the suite's algorithms ({', '.join(labels)})"))
+    if problems:
+        return problems
+    seen: set[tuple] = set()
+    for spec, where in _cells(suite):
+        try:
+            spec = _resolve(spec)
+        except ValidationError as e:
+            for p in _pydantic_problems(path, lines, e, prefix=where):
+                if p not in seen:
+                    seen.add(p)
+                    problems.append(p + _config_hint(spec["algorithm"]))
+            continue
+        if spec.total_steps % spec.steps_per_epoch:
+            p = _problem(path, lines, ("budget",), f"total_steps {spec.total_steps} for {spec.task} is not a "
+                         f"multiple of steps_per_epoch {spec.steps_per_epoch}")
+            if p not in seen:
+                seen.add(p)
+                problems.append(p)
+    return problems
+
+
+def _config_hint(algorithm: str) -> str:
+    cls = algorithms()[algorithm]
+    return f" (config keys of {algorithm}: {', '.join(cls.Config.model_fields)})"
+
+
+def _cells(suite: Suite):
+    """Yield (partial spec dict, YAML location of its config) for every task x algorithm x seed."""
+    for task in suite.task_names:
+        for ai, entry in enumerate(suite.algorithms):
+            budget, evaluation, device = suite.budget, suite.evaluation, suite.device
+            config, where = dict(entry.config), ("algorithms", ai, "config")
+            for oi, o in enumerate(suite.overrides):
+                if (o.tasks is None or task in o.tasks) and (o.algorithms is None or entry.key in o.algorithms):
+                    if o.budget is not None:
+                        budget = budget.model_copy(update=o.budget.model_dump(exclude_unset=True))
+                    evaluation = o.evaluation or evaluation
+                    device = o.device or device
+                    if o.config:
+                        config.update(o.config)
+                        where = ("overrides", oi, "config")
+            for seed in suite.seed_list:
+                yield {
+                    "task": task,
+                    "algorithm": entry.name,
+                    "label": entry.key,
+                    "seed": seed,
+                    "total_steps": budget.total_steps or TASKS[task].default_total_steps,
+                    "steps_per_epoch": budget.steps_per_epoch,
+                    "evaluation": evaluation,
+                    "config": config,
+                    "device": device,
+                    "torch_threads": suite.torch_threads,
+                }, where
+
+
+def _resolve(cell: dict[str, Any]) -> RunSpec:
+    """Fill the algorithm's config with its defaults (planned algorithms keep the given values)."""
+    reg = algorithms()
+    if cell["algorithm"] in reg:
+        cfg = reg[cell["algorithm"]].Config.model_validate(cell["config"])
+        cell = {**cell, "config": cfg.model_dump(mode="json")}
+    return RunSpec.model_validate(cell)
+
+
+def expand(suite: Suite) -> list[RunSpec]:
+    """The suite's grid of run specs, in task, algorithm, seed order."""
+    return [_resolve(cell) for cell, _ in _cells(suite)]
+
+
+def filter_specs(specs: list[RunSpec], only: list[str]) -> list[RunSpec]:
+    """Keep specs matching every `KEY=V1,V2` filter (keys: task, algorithm, label, seed)."""
+    keys = ("task", "algorithm", "label", "seed")
+    for f in only:
+        key, sep, values = f.partition("=")
+        if not sep or key not in keys or not values:
+            raise SuiteError(f"--only {f!r}: expected KEY=VALUE[,VALUE...] with KEY one of {', '.join(keys)}")
+        allowed = set(values.split(","))
+        specs = [s for s in specs if str(getattr(s, key)) in allowed]
+    return specs
+
+
+def unavailable_reason(spec: RunSpec) -> str | None:
+    if not TASKS[spec.task].available:
+        return f"task {spec.task}: {TASKS[spec.task].unavailable}"
+    if not spec.implemented:
+        return f"algorithm {spec.algorithm}: not implemented yet ({PLANNED.get(spec.algorithm, '')})"
+    return None

@@ -1,0 +1,1 @@
+"""The trainer: epochs, evaluation, checkpoint/resume, timing, memory."""

@@ -1,0 +1,228 @@
+"""The trainer: runs one `RunSpec` in its run folder, epoch by epoch, resumable at every epoch.
+
+Per epoch (`steps_per_epoch` environment steps) it records one row: env steps, training-episode
+returns, evaluation returns, the algorithm's learning statistics, steps/s, the wall-clock split
+(env / update / eval) and peak memory. After each epoch it checkpoints everything that affects the
+future (weights, optimisers, normalisers, the partial rollout, the environment's physics and RNG
+states, python/numpy/torch RNG states, counters, and the rows so far), so a run killed at any point and
+started again produces the same rows as an uninterrupted one. Only the columns in `TIMING_COLUMNS`
+depend on the machine's load.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dapbench.algorithm import Context, Spaces
+from dapbench.config import RunSpec
+from dapbench.errors import RunFolderError, TrainingError
+from dapbench.registry import get_algorithm
+from dapbench.results.provenance import collect
+from dapbench.results.store import RunLocked, RunStore, Status
+from dapbench.tasks.registry import get_task
+from dapbench.training.env import TrainEnv
+from dapbench.training.evaluation import Evaluator
+from dapbench.training.memory import cuda_peak_mb, peak_rss_mb
+
+TIMING_COLUMNS = (
+    "steps_per_s", "time_env_s", "time_update_s", "time_eval_s", "time_epoch_s", "wall_clock_s",
+    "peak_rss_mb", "cuda_peak_mb",
+)
+CHECKPOINT_VERSION = 1
+NAN_SWITCH = "DAPBENCH_TEST_INJECT_NAN_AT_EPOCH"  # test-only: make the loss of that epoch NaN
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainingError("device 'cuda' requested but torch sees no CUDA device")
+    return device
+
+
+def _rng_states() -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def _set_rng_states(s: dict[str, Any]) -> None:
+    random.setstate(s["python"])
+    np.random.set_state(s["numpy"])
+    torch.set_rng_state(s["torch"])
+
+
+@dataclass
+class RunOutcome:
+    run_dir: str
+    state: str
+    epoch: int
+    error: str | None = None
+
+
+class _Progress:
+    """A rich progress bar on a terminal; plain log lines otherwise."""
+
+    def __init__(self, enabled: bool, title: str, total: int, done: int, log: logging.Logger) -> None:
+        self.log, self.bar = log, None
+        if enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[info]}"), TimeRemainingColumn(), transient=True)
+            self.task = self.bar.add_task(title, total=total, completed=done, info="")
+            self.bar.start()
+
+    def epoch(self, row: dict[str, Any]) -> None:
+        ev = row.get("eval_return_mean", float("nan"))
+        msg = (f"epoch {row['epoch']}/{row['epochs']} steps {row['env_steps']} eval {ev:.1f} "
+               f"train {row['train_return_mean']:.1f} ({row['steps_per_s']:.0f} steps/s)")
+        self.log.info(msg)
+        if self.bar is not None:
+            self.bar.update(self.task, completed=row["epoch"], info=f"eval {ev:.1f}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _logger(store: RunStore, echo: bool) -> logging.Logger:
+    log = logging.getLogger(f"dapbench.run.{store.dir}")
+    log.handlers.clear()
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    fh = logging.FileHandler(store.log_path)
+    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(fh)
+    if echo:
+        sh = logging.StreamHandler()
+        sh.setFormatter(logging.Formatter(f"[{store.dir}] %(message)s"))
+        log.addHandler(sh)
+    return log
+
+
+def execute(run_dir: str | Path, progress: bool = False, echo: bool = True) -> RunOutcome:
+    """Run (or resume, or skip if done) the run in `run_dir`. Never raises for a failing run: the error
+    is stored in the run's status and returned."""
+    store = RunStore(run_dir)
+    try:
+        spec = store.read_spec()
+        with store.lock():
+            status = store.status()
+            if status.state == "done":
+                return RunOutcome(str(run_dir), "done", status.epoch)
+            log = _logger(store, echo=echo and not progress)
+            try:
+                return _train(spec, store, log, progress)
+            except Exception as e:
+                log.exception("run failed")
+                err = f"{type(e).__name__}: {e}"
+                epoch = store.status().epoch
+                store.write_status(Status(state="failed", epoch=epoch, epochs=spec.epochs, error=err))
+                return RunOutcome(str(run_dir), "failed", epoch, err)
+            finally:
+                for h in log.handlers:
+                    h.close()
+                log.handlers.clear()
+    except RunLocked as e:
+        return RunOutcome(str(run_dir), "running", store.status().epoch, str(e))
+    except RunFolderError as e:
+        return RunOutcome(str(run_dir), "failed", 0, str(e))
+
+
+def _train(spec: RunSpec, store: RunStore, log: logging.Logger, progress: bool) -> RunOutcome:
+    device = resolve_device(spec.device)
+    torch.set_num_threads(spec.torch_threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    random.seed(spec.seed)
+    np.random.seed(spec.seed)
+    torch.manual_seed(spec.seed)
+    env_seed, algo_seed = (int(x) for x in np.random.SeedSequence(spec.seed).generate_state(2))
+
+    task = get_task(spec.task)
+    algo_cls = get_algorithm(spec.algorithm)
+    config = algo_cls.Config.model_validate(spec.config)
+    env = TrainEnv(task, seed=env_seed)
+    spaces = Spaces(env.env.observation_space.shape[0], env.env.action_space.shape[0], env.low, env.high)
+    algo = algo_cls(config, spaces, Context(spec.total_steps, algo_seed, device))
+    evaluator = Evaluator(task, spec.evaluation)
+
+    rows: list[dict[str, Any]] = []
+    start_epoch, wall = 0, 0.0
+    ckpt = store.load_checkpoint()
+    if ckpt is not None:
+        if ckpt.get("version") != CHECKPOINT_VERSION or ckpt.get("spec_hash") != spec.hash:
+            raise TrainingError(f"{store.checkpoint_path}: checkpoint belongs to another spec or version")
+        algo.load_state_dict(ckpt["algorithm"])
+        env.load_state_dict(ckpt["env"])
+        _set_rng_states(ckpt["rng"])
+        rows, start_epoch, wall = ckpt["rows"], ckpt["epoch"], ckpt["wall_clock_s"]
+        store.write_metrics(rows)  # the checkpoint is the source of truth
+        log.info("resumed from epoch %d", start_epoch)
+    store.add_provenance({**collect(device), "resumed_from_epoch": start_epoch})
+    store.write_status(Status(state="running", epoch=start_epoch, epochs=spec.epochs,
+                              hostname=os.uname().nodename, pid=os.getpid()))
+    nan_epoch = int(os.environ.get(NAN_SWITCH, "0"))
+    bar = _Progress(progress, f"{spec.task}/{spec.label}/seed {spec.seed}", spec.epochs, start_epoch, log)
+    try:
+        for epoch in range(start_epoch + 1, spec.epochs + 1):
+            t0, env_t0 = time.perf_counter(), env.env_time
+            stats = algo.train_epoch(env, spec.steps_per_epoch)
+            t_train = time.perf_counter() - t0
+            t_env = env.env_time - env_t0
+            if epoch == nan_epoch:
+                stats["policy_loss"] = float("nan")
+            bad = [k for k, v in stats.items() if not math.isfinite(v)]
+            if bad:
+                raise TrainingError(f"non-finite {', '.join(bad)} at epoch {epoch}; the checkpoint of epoch "
+                                    f"{epoch - 1} is kept")
+            episodes = env.drain_episodes()
+            ret = np.array([r for r, _ in episodes]) if episodes else np.array([np.nan])
+            row: dict[str, Any] = {
+                "epoch": epoch,
+                "epochs": spec.epochs,
+                "env_steps": epoch * spec.steps_per_epoch,
+                "train_return_mean": float(np.mean(ret)),
+                "train_return_std": float(np.std(ret)),
+                "train_episodes": len(episodes),
+            }
+            ev = spec.evaluation
+            if ev.every and (epoch % ev.every == 0 or epoch == spec.epochs):
+                row.update(evaluator(algo))
+            row.update(stats)
+            wall += t_train + row.get("time_eval_s", 0.0)
+            row.update({
+                "steps_per_s": spec.steps_per_epoch / t_train,
+                "time_env_s": t_env,
+                "time_update_s": t_train - t_env,
+                "time_eval_s": row.get("time_eval_s", 0.0),
+                "time_epoch_s": t_train + row.get("time_eval_s", 0.0),
+                "wall_clock_s": wall,
+                "peak_rss_mb": peak_rss_mb(),
+                "cuda_peak_mb": cuda_peak_mb(device),
+            })
+            rows.append(row)
+            store.save_checkpoint({
+                "version": CHECKPOINT_VERSION, "spec_hash": spec.hash, "epoch": epoch, "rows": rows,
+                "wall_clock_s": wall, "algorithm": algo.state_dict(), "env": env.state_dict(),
+                "rng": _rng_states(),
+            })
+            store.write_metrics(rows)
+            store.write_status(Status(state="running", epoch=epoch, epochs=spec.epochs,
+                                      hostname=os.uname().nodename, pid=os.getpid()))
+            bar.epoch(row)
+    finally:
+        bar.close()
+        env.close()
+        evaluator.close()
+    store.write_status(Status(state="done", epoch=spec.epochs, epochs=spec.epochs))
+    log.info("done: %d epochs, %.1f s", spec.epochs, wall)
+    return RunOutcome(str(store.dir), "done", spec.epochs)
