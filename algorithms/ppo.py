@@ -73,6 +73,9 @@ def mlp(sizes: list[int], out_std: float) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
 class Agent(nn.Module):
     """Gaussian policy with a state-independent log-std, and a separate value network."""
 
@@ -85,9 +88,12 @@ class Agent(nn.Module):
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.critic(obs).squeeze(-1)
 
-    def dist(self, obs: torch.Tensor) -> torch.distributions.Normal:
-        mean = self.actor_mean(obs)
-        return torch.distributions.Normal(mean, self.actor_logstd.expand_as(mean).exp())
+    def log_prob_entropy(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """log pi(a|s) = sum_i -(a_i - mu_i)^2 / (2 sigma_i^2) - log sigma_i - log(2 pi) / 2, and the entropy
+        H = sum_i log sigma_i + (1 + log(2 pi)) / 2 (it does not depend on s)."""
+        mean, logstd = self.actor_mean(obs), self.actor_logstd
+        logp = (-0.5 * ((actions - mean) * torch.exp(-logstd)) ** 2 - logstd - _HALF_LOG_2PI).sum(-1)
+        return logp, (logstd + 0.5 + _HALF_LOG_2PI).sum()
 
     def numpy_actor(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """(W^T, b) of each actor layer, for the NumPy forward used while collecting."""
@@ -136,7 +142,7 @@ class Batch:
     def __len__(self) -> int:
         return self.obs.shape[0]
 
-    def index(self, idx: torch.Tensor) -> Batch:
+    def index(self, idx: torch.Tensor | slice) -> Batch:
         return Batch(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
 
 
@@ -176,7 +182,7 @@ class PPO(Algorithm):
         torch.manual_seed(context.seed)
         self.device = torch.device(context.device)
         self.agent = Agent(spaces.obs_dim, spaces.act_dim, c.hidden_sizes).to(self.device)
-        self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=c.learning_rate, eps=1e-5)
+        self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=c.learning_rate, eps=1e-5, fused=True)
         self.rng = np.random.default_rng(context.seed)  # action noise and minibatch order
         self.obs_norm = ObsNormalizer(spaces.obs_dim, c.obs_clip, c.normalize_obs)
         self.rew_norm = RewardNormalizer(c.gamma, c.reward_clip, c.normalize_reward)
@@ -184,23 +190,26 @@ class PPO(Algorithm):
         self.num_iterations = max(1, context.total_steps // c.num_steps)
         self.iteration = 0  # updates done
         self.next_obs: np.ndarray | None = None  # normalised observation the policy acts on next
+        self._snapshot()
+
+    def _snapshot(self) -> None:
+        """Copy the actor to NumPy for acting (after every parameter change)."""
         self._np_actor = self.agent.numpy_actor()
+        self._np_std = np.exp(self.agent.actor_logstd.detach().cpu().numpy()[0])
 
     # ----- acting -----------------------------------------------------------------------------------
     def _sample(self, obs_n: np.ndarray) -> np.ndarray:
         """a = mu(s) + sigma * eps, eps ~ N(0, I), in NumPy."""
         mean = numpy_forward(self._np_actor, obs_n)
-        std = np.exp(self.agent.actor_logstd.detach().cpu().numpy()[0])
-        return (mean + std * self.rng.standard_normal(mean.shape, dtype=np.float32)).astype(np.float32)
+        return (mean + self._np_std * self.rng.standard_normal(mean.shape, dtype=np.float32)).astype(np.float32)
 
     def act(self, obs: np.ndarray, deterministic: bool = True, rng: np.random.Generator | None = None
             ) -> np.ndarray:
         mean = numpy_forward(self._np_actor, self.obs_norm(np.asarray(obs), update=False))
         if deterministic:
             return mean.astype(np.float32)
-        std = np.exp(self.agent.actor_logstd.detach().cpu().numpy()[0])
         rng = rng if rng is not None else np.random.default_rng()
-        return (mean + std * rng.standard_normal(mean.shape)).astype(np.float32)
+        return (mean + self._np_std * rng.standard_normal(mean.shape)).astype(np.float32)
 
     # ----- collecting -------------------------------------------------------------------------------
     def train_epoch(self, env: TrainEnv, n_steps: int) -> dict[str, float]:
@@ -239,7 +248,7 @@ class PPO(Algorithm):
         rewards = torch.as_tensor(buf.rewards, device=dev).clone()
         dones = torch.as_tensor(buf.dones, device=dev)
         with torch.no_grad():
-            logprobs = self.agent.dist(obs).log_prob(actions).sum(-1)
+            logprobs, _ = self.agent.log_prob_entropy(obs, actions)
             values = self.agent.value(obs)
             next_value = self.agent.value(torch.as_tensor(self.next_obs[None], device=dev))[0]
             if buf.truncated.any():  # r_T += gamma V(s_T) at time-limit truncations
@@ -285,12 +294,10 @@ class PPO(Algorithm):
         mb_size = max(1, n // c.num_minibatches)
         pg_l, v_l, ent_l, kl_l, clipfracs, aux_stats = [], [], [], [], [], []
         for _ in range(c.update_epochs):
-            perm = torch.as_tensor(self.rng.permutation(n), device=self.device)
+            shuffled = batch.index(torch.as_tensor(self.rng.permutation(n), device=self.device))
             for start in range(0, n, mb_size):
-                mb = batch.index(perm[start:start + mb_size])
-                dist = self.agent.dist(mb.obs)
-                newlogprob = dist.log_prob(mb.actions).sum(-1)
-                entropy = dist.entropy().sum(-1).mean()
+                mb = shuffled.index(slice(start, start + mb_size))
+                newlogprob, entropy = self.agent.log_prob_entropy(mb.obs, mb.actions)
                 newvalue = self.agent.value(mb.obs)
                 logratio = newlogprob - mb.logprobs
                 ratio = logratio.exp()
@@ -309,7 +316,7 @@ class PPO(Algorithm):
                     aux_stats.append(aux_s)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                nn.utils.clip_grad_norm_(self.agent.parameters(), c.max_grad_norm)
+                nn.utils.clip_grad_norm_(self.agent.parameters(), c.max_grad_norm, foreach=True)
                 self.optimizer.step()
                 pg_l.append(pg_loss.item())
                 v_l.append(v_loss.item())
@@ -318,7 +325,7 @@ class PPO(Algorithm):
             if c.target_kl is not None and kl_l[-1] > c.target_kl:
                 break
         self.iteration += 1
-        self._np_actor = self.agent.numpy_actor()
+        self._snapshot()
         y_pred, y_true = batch.values.cpu().numpy(), batch.returns.cpu().numpy()
         var_y = np.var(y_true)
         stats = {
@@ -356,7 +363,7 @@ class PPO(Algorithm):
         self.buffer.load_state_dict(s["buffer"])
         self.iteration = s["iteration"]
         self.next_obs = s["next_obs"]
-        self._np_actor = self.agent.numpy_actor()
+        self._snapshot()
 
 
 __all__ = ["PPO", "Batch", "PPOConfig"]

@@ -18,7 +18,7 @@ from dapbench.config import RunSpec, expand, filter_specs, load_suite, unavailab
 from dapbench.errors import BadInputError, DapbenchError
 from dapbench.results.store import RunStore
 
-console = Console(stderr=False, highlight=False)
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, highlight=False)
 
 # Rough cost of training relative to stepping the raw environment, per environment step, for PPO on one

@@ -131,6 +131,15 @@ class Suite(Strict):
             raise ValueError(f"algorithm labels must be unique; repeated: {', '.join(sorted(dup))}")
         return v
 
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seeds_shape(cls, v: Any) -> Any:
+        ok = (isinstance(v, int) and not isinstance(v, bool)) or (
+            isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in v))
+        if not ok:
+            raise ValueError(f"seeds is a count (e.g. 10 for seeds 0..9) or a list of seeds (got {v!r})")
+        return v
+
     @field_validator("tasks")
     @classmethod
     def _known_tasks(cls, v: Any) -> Any:
@@ -201,9 +210,8 @@ def _line_index(text: str) -> dict[tuple, int]:
         index[path] = node.start_mark.line + 1
         if isinstance(node, yaml.MappingNode):
             for k, v in node.value:
-                index[(*path, k.value)] = k.start_mark.line + 1
                 walk(v, (*path, k.value))
-                index[(*path, k.value)] = k.start_mark.line + 1
+                index[(*path, k.value)] = k.start_mark.line + 1  # a key's own line, not its value's
         elif isinstance(node, yaml.SequenceNode):
             for i, v in enumerate(node.value):
                 walk(v, (*path, i))
@@ -240,8 +248,10 @@ def _pydantic_problems(path: Path, lines: dict[tuple, int], err: ValidationError
     for e in err.errors():
         loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p in ("list", "int", "literal"))))
         loc = prefix + tuple(loc)
-        msg = e["msg"]
-        if e["type"] == "extra_forbidden":
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "value_error":
+            pass
+        elif e["type"] == "extra_forbidden":
             msg = "unknown key"
             parent = loc[:-1]
             allowed = _allowed_keys(parent, prefix)

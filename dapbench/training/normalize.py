@@ -19,7 +19,10 @@ class RunningMeanStd:
 
     def update(self, x: np.ndarray) -> None:
         """Update with a batch `x` of shape `(n, *shape)`."""
-        b_mean, b_var, b_count = x.mean(axis=0), x.var(axis=0), x.shape[0]
+        if x.shape[0] == 1:  # the per-step case, without the cost of mean/var reductions (same arithmetic)
+            b_mean, b_var, b_count = x[0], 0.0, 1
+        else:
+            b_mean, b_var, b_count = x.mean(axis=0), x.var(axis=0), x.shape[0]
         delta = b_mean - self.mean
         tot = self.count + b_count
         self.mean = self.mean + delta * b_count / tot
