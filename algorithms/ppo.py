@@ -246,7 +246,6 @@ class PPO(Algorithm):
         obs = torch.as_tensor(buf.obs, device=dev)
         actions = torch.as_tensor(buf.actions, device=dev)
         rewards = torch.as_tensor(buf.rewards, device=dev).clone()
-        dones = torch.as_tensor(buf.dones, device=dev)
         with torch.no_grad():
             logprobs, _ = self.agent.log_prob_entropy(obs, actions)
             values = self.agent.value(obs)

@@ -8,14 +8,15 @@ Each job is handed only its run folder path; it reads its spec from disk.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import sys
-import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
+from dapbench.errors import RunFolderError
 from dapbench.results.store import RunStore
 from dapbench.training.trainer import RunOutcome, execute
 
@@ -38,10 +39,8 @@ def _worker(run_dir: str) -> RunOutcome:
 def _epochs_done(run_dirs: list[Path]) -> int:
     total = 0
     for d in run_dirs:
-        try:
+        with contextlib.suppress(RunFolderError):  # a status file being replaced right now
             total += RunStore(d).status().epoch
-        except Exception:
-            pass
     return total
 
 

@@ -223,6 +223,7 @@ def _train(spec: RunSpec, store: RunStore, log: logging.Logger, progress: bool) 
         bar.close()
         env.close()
         evaluator.close()
-    store.write_status(Status(state="done", epoch=spec.epochs, epochs=spec.epochs))
+    store.write_status(Status(state="done", epoch=spec.epochs, epochs=spec.epochs, hostname=os.uname().nodename,
+                              pid=os.getpid()))
     log.info("done: %d epochs, %.1f s", spec.epochs, wall)
     return RunOutcome(str(store.dir), "done", spec.epochs)

@@ -1,0 +1,51 @@
+"""Launchers: the local process pool gives the same tables as the in-process debug launcher."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from dapbench.results.store import RunStore
+from tests.conftest import cli, write_suite
+
+
+def test_local_pool_equals_debug(tmp_path: Path, capsys) -> None:
+    suite = write_suite(tmp_path / "s.yaml", seeds=[0, 1], budget={"total_steps": 2000, "steps_per_epoch": 1000})
+    assert cli("run", suite, "--results", tmp_path / "debug", "--launcher", "debug") == 0
+    assert cli("run", suite, "--results", tmp_path / "local", "--launcher", "local", "--jobs", "2") == 0
+    out = capsys.readouterr().out
+    assert "to run with the local launcher" in out and "2 done, 0 failed" in out
+    pids = set()
+    for seed in (0, 1):
+        run = Path(f"hopper/ppo/seed_{seed}")
+        a = RunStore(tmp_path / "debug" / run).read_metrics()
+        b = RunStore(tmp_path / "local" / run).read_metrics()
+        cols = ["eval_return_mean", "train_return_mean", "policy_loss", "value_loss", "approx_kl"]
+        pd.testing.assert_frame_equal(a[cols], b[cols], check_exact=True)
+        pids.add(RunStore(tmp_path / "local" / run).status().pid)
+    assert len(pids) == 2, "each run has a process of its own (so its peak memory is its own)"
+
+
+def test_a_run_held_by_another_process_is_not_started_twice(smoke_suite: Path, tmp_path: Path, capsys) -> None:
+    assert cli("run", smoke_suite, "--results", tmp_path, "--only", "seed=99") == 2  # no such cell
+    capsys.readouterr()
+    from dapbench.config import expand, load_suite
+
+    spec = expand(load_suite(smoke_suite))[0]
+    store = RunStore(tmp_path / spec.relpath())
+    store.init(spec)
+    with store.lock():
+        assert cli("run", smoke_suite, "--results", tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "running" in out and "another process is running this run" in out
+    assert store.status().state == "pending"
+
+
+def test_status_counts(smoke_suite: Path, tmp_path: Path, capsys) -> None:
+    assert cli("run", smoke_suite, "--results", tmp_path) == 0
+    capsys.readouterr()
+    two = write_suite(tmp_path / "two.yaml", seeds=[0, 1])
+    assert cli("status", two, "--results", tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "1 done, 1 pending" in out and "3/3" in out

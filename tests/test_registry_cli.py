@@ -1,0 +1,118 @@
+"""The algorithm registry (decorator and entry points), and the CLI's listing commands."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from dapbench import registry
+from dapbench.errors import BadInputError
+from dapbench.registry import PLANNED, algorithms, get_algorithm
+from tests.conftest import REPO, cli
+
+
+def test_ppo_is_registered_with_its_documented_defaults() -> None:
+    ppo = get_algorithm("ppo")
+    assert ppo.name == "ppo" and not ppo.needs_dataset and not ppo.needs_prior and ppo.reconstruction is None
+    documented = _documented_defaults(REPO / "docs" / "algorithms.md", "ppo")
+    defaults = ppo.Config().model_dump(mode="json")
+    assert documented == {k: defaults[k] for k in documented} and set(documented) == set(defaults)
+
+
+def _documented_defaults(doc: Path, algo: str) -> dict:
+    """Parse the `| field | default |` table under the `<!-- defaults: ALGO -->` marker."""
+    import yaml
+
+    text = doc.read_text().split(f"<!-- defaults: {algo} -->", 1)[1]
+    out = {}
+    for line in text.splitlines()[1:]:
+        if not line.startswith("|"):
+            if out:
+                break
+            continue
+        cells = [c.strip().strip("`") for c in line.strip("|").split("|")]
+        if cells[0] in ("field", "") or set(cells[0]) <= {"-"}:
+            continue
+        value = yaml.safe_load(cells[1])
+        out[cells[0]] = value
+    return out
+
+
+def test_unknown_and_planned_algorithms_give_clear_errors() -> None:
+    with pytest.raises(BadInputError, match="unknown algorithm 'nope'; registered: ppo"):
+        get_algorithm("nope")
+    with pytest.raises(BadInputError, match="not implemented yet"):
+        get_algorithm("ppo-dap")
+    assert set(PLANNED) >= {"ppo-dap", "ppo-gc", "abppo", "ppo-arc", "dtql", "ppo-dtr", "ppo-diffaug"}
+
+
+def test_third_party_algorithm_through_entry_point(tmp_path: Path, monkeypatch) -> None:
+    pkg = tmp_path / "myalgo"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(textwrap.dedent('''
+        from algorithms.ppo import PPO, PPOConfig
+
+        class MyConfig(PPOConfig):
+            bonus: float = 1.0
+
+        class MyPPO(PPO):
+            """PPO with a bonus."""
+            Config = MyConfig
+    '''))
+    dist = tmp_path / "myalgo-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: myalgo\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[dapbench.algorithms]\nmy-ppo = myalgo:MyPPO\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, "_LOADED", False)
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    reg = algorithms()
+    assert "my-ppo" in reg and reg["my-ppo"].Config().bonus == 1.0
+
+
+def test_foreign_algorithms_package_is_detected(tmp_path: Path) -> None:
+    (tmp_path / "algorithms").mkdir()
+    (tmp_path / "algorithms" / "__init__.py").write_text("x = 1\n")
+    out = subprocess.run([sys.executable, "-c", "from dapbench.registry import algorithms; algorithms()"],
+                         cwd=tmp_path, capture_output=True, text=True, env={"PYTHONPATH": str(tmp_path)})
+    assert out.returncode != 0
+    assert "is not dapbench's (a foreign package of that name shadows it)" in out.stderr
+
+
+@pytest.mark.parametrize("args", [[], ["run"], ["status"], ["tasks"], ["tasks", "measure"], ["algos"]])
+def test_every_help_explains_itself(args: list[str], capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        cli(*args, "--help")
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: dapbench" in out and len(out.splitlines()) > 5
+
+
+def test_tasks_and_algos_listings(capsys) -> None:
+    assert cli("tasks") == 0
+    out = capsys.readouterr().out
+    for name in ("ant", "halfcheetah", "hopper", "humanoidstandup", "pusher", "striker", "swimmer", "walker2d"):
+        assert name in out
+    assert "Hopper-v5" in out and "unavailable" in out
+    assert cli("algos") == 0
+    out = capsys.readouterr().out
+    assert "ppo" in out and "learning_rate" in out and "0.0003" in out and "ppo-dap" in out
+    assert "not implemented yet" in out
+
+
+def test_dry_run_of_the_paper_grid(capsys) -> None:
+    assert cli("run", REPO / "suites" / "mujoco8.yaml", "--dry-run") == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "640 runs" in out and "640,000,000 environment steps" in out
+    assert "not implemented" in out and "unavailable" in out and "CPU-hours" in out
+
+
+def test_running_unimplemented_cells_refuses_and_starts_nothing(tmp_path: Path, capsys) -> None:
+    assert cli("run", REPO / "suites" / "mujoco8.yaml", "--results", tmp_path / "r") == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "cannot run yet" in err and "ppo-dap" in err and "striker" in err and "--skip-unavailable" in err
+    assert not (tmp_path / "r").exists()
