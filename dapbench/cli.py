@@ -21,9 +21,11 @@ from dapbench.results.store import RunStore
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, highlight=False)
 
-# Rough cost of training relative to stepping the raw environment, per environment step, for PPO on one
-# core (measured here with benchmarks/ppo_vs_sb3.py: see docs/benchmarks.md). Used only for estimates.
-PPO_COST_FACTOR = 2.5
+# PPO's cost per training step beyond stepping the environment (policy inference and updates), one core:
+# measured with `benchmarks/ppo_vs_sb3.py speed` (Hopper 1/1052 - 1/2860 s, HalfCheetah 1/1534 - 1/6506 s;
+# docs/benchmarks.md). Evaluation steps cost the raw env step plus ~10 us of inference. Estimates only.
+PPO_OVERHEAD_S_PER_STEP = 5.5e-4
+EVAL_OVERHEAD_S_PER_STEP = 1e-5
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -94,7 +96,15 @@ def _estimate_hours(spec: RunSpec) -> float | None:
     ev = spec.evaluation
     evals = spec.epochs // ev.every if ev.every else 0
     eval_steps = evals * ev.episodes * TASKS[spec.task].max_episode_steps  # upper bound: full episodes
-    return (spec.total_steps * PPO_COST_FACTOR + eval_steps) / ref["env_steps_per_s"] / 3600
+    env_s = 1.0 / ref["env_steps_per_s"]
+    train_s = spec.total_steps * (env_s + PPO_OVERHEAD_S_PER_STEP)
+    return (train_s + eval_steps * (env_s + EVAL_OVERHEAD_S_PER_STEP)) / 3600
+
+
+def _fmt_hours(h: float) -> str:
+    if h < 1 / 60:
+        return f"{h * 3600:.0f} s"
+    return f"{h * 60:.0f} min" if h < 1 else f"{h:,.1f} h"
 
 
 def _cell_state(spec: RunSpec, results: Path) -> str:
@@ -110,8 +120,8 @@ def _cell_state(spec: RunSpec, results: Path) -> str:
 
 def _dry_run(name: str, specs: list[RunSpec], results: Path) -> None:
     table = Table(title=f"suite {name}: {len(specs)} runs -> {results}/")
-    for col in ("task", "algorithm", "seeds", "steps/run", "epochs", "state", "est. CPU-h"):
-        table.add_column(col, justify="right" if col in ("seeds", "steps/run", "epochs", "est. CPU-h") else "left")
+    for col in ("task", "algorithm", "seeds", "steps/run", "epochs", "state", "est. CPU time"):
+        table.add_column(col, justify="right" if col in ("seeds", "steps/run", "epochs", "est. CPU time") else "left")
     cells: dict[tuple[str, str], list[RunSpec]] = {}
     for s in specs:
         cells.setdefault((s.task, s.label), []).append(s)
@@ -126,14 +136,17 @@ def _dry_run(name: str, specs: list[RunSpec], results: Path) -> None:
         state = ", ".join(f"{n} {k}" if len(states) > 1 else k for k, n in states.items())
         style = "dim" if "not implemented" in states or "unavailable" in states else None
         table.add_row(task, label, str(len(group)), f"{group[0].total_steps:,}", str(group[0].epochs), state,
-                      f"{sum(known):.1f}" if known else "?", style=style)
+                      _fmt_hours(sum(known)) if known else "?", style=style)
     console.print(table)
     runnable = sum(s.runnable for s in specs)
+    from dapbench.launch.launchers import default_jobs
+
     console.print(f"{len(specs)} runs ({runnable} runnable now), {total_steps:,} environment steps, "
-                  f"~{total_h:,.0f} CPU-hours for the runnable and planned ones"
+                  f"~{_fmt_hours(total_h)} of CPU time (~{_fmt_hours(total_h / default_jobs())} on the "
+                  f"{default_jobs()} cores here)"
                   + (f" ({unknown} runs without an estimate)" if unknown else "")
-                  + f"; estimate = steps x {PPO_COST_FACTOR} (PPO's cost per step relative to the raw env) "
-                  "/ the task's measured env rate, plus evaluation. Algorithms heavier than PPO cost more.")
+                  + "; estimate: one core per run, PPO's measured cost per step on top of the task's measured env "
+                  "rate, evaluation episodes at full length. Algorithms heavier than PPO cost more.")
     reasons = sorted({r for s in specs if (r := unavailable_reason(s))})
     for r in reasons:
         console.print(f"  [dim]not runnable yet: {r}[/dim]")

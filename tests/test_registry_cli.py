@@ -108,7 +108,7 @@ def test_dry_run_of_the_paper_grid(capsys) -> None:
     assert cli("run", REPO / "suites" / "mujoco8.yaml", "--dry-run") == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "640 runs" in out and "640,000,000 environment steps" in out
-    assert "not implemented" in out and "unavailable" in out and "CPU-hours" in out
+    assert "not implemented" in out and "unavailable" in out and "of CPU time" in out
 
 
 def test_running_unimplemented_cells_refuses_and_starts_nothing(tmp_path: Path, capsys) -> None:
