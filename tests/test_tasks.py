@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -17,12 +18,18 @@ def test_registry_has_the_eight_tasks() -> None:
     assert sorted(TASKS) == ["ant", "halfcheetah", "hopper", "humanoidstandup", "pusher", "striker", "swimmer",
                              "walker2d"]
     assert all(t.gym_id.endswith("-v5") for t in TASKS.values() if t.name != "striker")
+    assert TASKS["striker"].gym_id == "dapbench/Striker-v0"
     assert TASKS["pusher"].max_episode_steps == 100 and TASKS["hopper"].max_episode_steps == 1000
-    assert not TASKS["striker"].available
-    with pytest.raises(BadInputError, match="not available"):
-        TASKS["striker"].make()
+    assert TASKS["striker"].max_episode_steps == 100
+    assert all(t.available for t in TASKS.values())
     with pytest.raises(BadInputError, match="known tasks: ant"):
         get_task("hoper")
+
+
+def test_an_unavailable_task_is_refused_by_make(monkeypatch) -> None:
+    monkeypatch.setitem(TASKS, "swimmer", replace(TASKS["swimmer"], unavailable="being rebuilt"))
+    with pytest.raises(BadInputError, match="task 'swimmer' is not available: being rebuilt"):
+        TASKS["swimmer"].make()
 
 
 def test_reference_scores_cover_every_available_task() -> None:
@@ -40,7 +47,7 @@ def test_reference_measurement_is_reproducible() -> None:
     assert a["random_return_mean"] == b["random_return_mean"] and a["random_episodes"] == 3
 
 
-@pytest.mark.parametrize("task", ["hopper", "ant", "pusher"])
+@pytest.mark.parametrize("task", ["hopper", "ant", "pusher", "striker"])
 def test_env_state_restore_continues_bit_identically(task: str) -> None:
     info = get_task(task)
     rng = np.random.default_rng(0)

@@ -52,16 +52,19 @@ def random_policy_score(task: TaskInfo, episodes: int, seed: int) -> dict[str, f
 def measure(tasks: list[TaskInfo], episodes: int, seed: int, output: Path = REFERENCE_FILE) -> dict:
     """Measure every available task in `tasks` and merge the results into `output`."""
     data = json.loads(output.read_text()) if output.exists() else {"meta": {}, "tasks": {}}
+    command = f"python -m dapbench tasks measure --episodes {episodes} --seed {seed}"
     for task in tasks:
         if not task.available:
             continue
-        data["tasks"][task.name] = {"gym_id": task.gym_id, **random_policy_score(task, episodes, seed)}
+        data["tasks"][task.name] = {
+            "gym_id": task.gym_id, **random_policy_score(task, episodes, seed),
+            "command": f"{command} --task {task.name}",
+            "measured": datetime.now(UTC).isoformat(timespec="seconds"),
+            "gymnasium": version("gymnasium"), "mujoco": version("mujoco"),
+        }
     data["meta"] = {
-        "command": f"python -m dapbench tasks measure --episodes {episodes} --seed {seed}",
+        "command": command,
         "protocol": __doc__.split("\n\n")[1].replace("\n", " "),
-        "measured": datetime.now(UTC).isoformat(timespec="seconds"),
-        "gymnasium": version("gymnasium"),
-        "mujoco": version("mujoco"),
         "cpu": platform.processor() or platform.machine(),
     }
     atomic_write_text(output, json.dumps(data, indent=2, sort_keys=True) + "\n")

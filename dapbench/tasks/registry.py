@@ -15,6 +15,10 @@ from typing import Any
 import gymnasium as gym
 
 from dapbench.errors import BadInputError
+from dapbench.tasks.striker import ENV_ID as STRIKER_ID
+from dapbench.tasks.striker import register as _register_striker
+
+_register_striker()
 
 REFERENCE_FILE = Path(__file__).with_name("reference_scores.json")
 
@@ -57,12 +61,7 @@ TASKS: dict[str, TaskInfo] = {
         TaskInfo("hopper", "Hopper-v5", 1000),
         TaskInfo("humanoidstandup", "HumanoidStandup-v5", 1000),
         TaskInfo("pusher", "Pusher-v5", 100),
-        TaskInfo(
-            "striker",
-            "dapbench/Striker-v0",
-            100,
-            unavailable="not re-created yet (Striker-v2 was removed from Gym in 2022; see issue 3)",
-        ),
+        TaskInfo("striker", STRIKER_ID, 100),  # re-created: dapbench/tasks/striker.py
         TaskInfo("swimmer", "Swimmer-v5", 1000),
         TaskInfo("walker2d", "Walker2d-v5", 1000),
     ]
