@@ -353,6 +353,14 @@ class PPO(Algorithm):
             "next_obs": None if self.next_obs is None else self.next_obs.copy(),
         }
 
+    def policy_state_dict(self) -> dict[str, Any]:
+        return {"agent": self.agent.state_dict(), "obs_norm": self.obs_norm.rms.state_dict()}
+
+    def load_policy_state_dict(self, s: dict[str, Any]) -> None:
+        self.agent.load_state_dict(s["agent"])
+        self.obs_norm.rms.load_state_dict(s["obs_norm"])
+        self._snapshot()
+
     def load_state_dict(self, s: dict[str, Any]) -> None:
         self.agent.load_state_dict(s["agent"])
         self.optimizer.load_state_dict(s["optimizer"])

@@ -45,6 +45,7 @@ class Context:
     total_steps: int
     seed: int
     device: str  # a resolved torch device string: "cpu" or "cuda[:i]"
+    dataset: str | None = None  # Minari id of the logged data (`dapbench.data.load.load_transitions`)
 
 
 class Algorithm(ABC):
@@ -89,3 +90,10 @@ class Algorithm(ABC):
 
     @abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    def policy_state_dict(self) -> dict[str, Any]:
+        """What `act` needs (a policy snapshot); by default the whole state."""
+        return self.state_dict()
+
+    def load_policy_state_dict(self, state: dict[str, Any]) -> None:
+        self.load_state_dict(state)

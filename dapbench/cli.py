@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 some run failed, 2 bad input (nothing was started).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -78,6 +79,31 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--episodes", type=int, default=20, help="episodes per task")
     m.add_argument("--seed", type=int, default=0, help="episode i uses seed SEED+i")
     m.add_argument("--task", action="append", default=None, help="only these tasks (repeatable)")
+
+    d = sub.add_parser("data", formatter_class=_Formatter, help="logged datasets (Minari): make, list, show, validate",
+                       description="Logged datasets for the offline stage, in Minari's format, in the Minari "
+                       "datasets folder ($MINARI_DATASETS_PATH, default ~/.minari/datasets). See docs/datasets.md.")
+    dsub = d.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    dm = dsub.add_parser("make", formatter_class=_Formatter, help="make a dataset (trains or reuses the behaviour PPO)",
+                         description="Make dapbench/<task>/<quality>[-s<seed>]-v0. random: uniform actions; "
+                         "medium: the behaviour PPO at the first epoch a third of the way from random to its final "
+                         "return; replay: the behaviour run's training stream up to that epoch; expert: the end of "
+                         "the behaviour run. The behaviour run is an ordinary resumable dapbench run.")
+    dm.add_argument("task")
+    dm.add_argument("--quality", choices=["random", "medium", "replay", "expert"], default="medium")
+    dm.add_argument("--seed", type=int, default=0, help="behaviour run seed and collection seed")
+    dm.add_argument("--steps", type=int, default=200_000, help="transitions to record (not for replay)")
+    dm.add_argument("--behaviour-steps", type=int, default=None,
+                    help="budget of the behaviour PPO run (default: the task's default budget)")
+    dm.add_argument("--behaviour-root", type=Path, default=Path("results/behaviour"),
+                    help="where behaviour runs live")
+    dm.add_argument("--force", action="store_true", help="remake the dataset if it exists")
+    dsub.add_parser("list", formatter_class=_Formatter, help="datasets in the Minari datasets folder")
+    for name, helptext in (("show", "episodes, steps, return statistics and provenance of a dataset"),
+                           ("validate", "check spaces, finiteness and episode boundaries")):
+        x = dsub.add_parser(name, formatter_class=_Formatter, help=helptext, description=helptext)
+        x.add_argument("dataset_id", help="a Minari id, e.g. dapbench/hopper/medium-v0 or mujoco/hopper/medium-v0")
+        x.add_argument("--task", default=None, help="check against this task (default: from the dataset)")
 
     a = sub.add_parser("algos", formatter_class=_Formatter, help="registered algorithms with their config fields",
                        description="List registered algorithms, what they need, and every config field with "
@@ -163,6 +189,32 @@ def _prepare(specs: list[RunSpec], results: Path) -> list[Path]:
     return [st.dir for st in stores]
 
 
+def _ensure_datasets(path: Path, suite, specs: list[RunSpec]) -> None:
+    """Make the missing datasets the suite knows how to make, before any run; refuse the others."""
+    needed = sorted({s.dataset for s in specs if s.dataset})
+    if not needed:
+        return
+    from dapbench.data.load import local_dataset_ids
+    from dapbench.data.make import MakeRequest, make
+
+    have = set(local_dataset_ids())
+    recipes = {d.id: d for d in suite.datasets}
+    missing = [d for d in needed if d not in have]
+    unknown = [d for d in missing if d not in recipes]
+    if unknown:
+        lines = []
+        for d in unknown:
+            parts = d.split("/")
+            hint = (f"python -m dapbench data make {parts[1]} --quality {parts[2].split('-')[0]}"
+                    if len(parts) == 3 and parts[0] == "dapbench" else f"minari download {d}")
+            lines.append(f"{d}: make it with `{hint}`, or add it to the suite's `datasets:` section")
+        raise BadInputError(f"{path}: missing datasets, nothing was started:\n  " + "\n  ".join(lines))
+    for d in missing:
+        r = recipes[d]
+        console.print(f"making dataset {d} first")
+        make(MakeRequest(r.task, r.quality, r.seed, r.steps, r.behaviour_steps), log=console.print)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite)
     specs = filter_specs(expand(suite), args.only)
@@ -185,6 +237,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         specs = [s for s in specs if s.runnable]
     if args.jobs is not None and args.jobs < 1:
         raise BadInputError(f"--jobs must be at least 1 (got {args.jobs})")
+    _ensure_datasets(args.suite, suite, specs)
     dirs = _prepare(specs, results)
     todo = [d for d in dirs if RunStore(d).status().state != "done"]
     launcher = args.launcher or suite.launcher.name
@@ -275,7 +328,67 @@ def cmd_algos(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "status": cmd_status, "tasks": cmd_tasks, "algos": cmd_algos}
+def cmd_data(args: argparse.Namespace) -> int:
+    from dapbench.data import load
+
+    if args.data_command == "make":
+        from dapbench.data.make import MakeRequest, make
+
+        req = MakeRequest(args.task, args.quality, args.seed, args.steps, args.behaviour_steps, args.behaviour_root)
+        ds_id = make(req, force=args.force, log=console.print)
+        summary = load.validate(ds_id)
+        console.print(f"{ds_id}: {summary['episodes']} episodes, {summary['steps']:,} steps, return "
+                      f"{summary['return_mean']:.1f} ± {summary['return_std']:.1f} in {load.dataset_path(ds_id)}")
+        return 0
+    if args.data_command == "list":
+        table = Table(title=f"datasets in {load.datasets_root()}")
+        for col in ("id", "episodes", "steps", "return", "made by"):
+            table.add_column(col)
+        for ds_id in load.local_dataset_ids():
+            try:
+                ds = load.open_dataset(ds_id)
+                meta = load.dapbench_metadata(ds)
+                ret = f"{meta['return_mean']:.1f} ± {meta['return_std']:.1f}" if meta else "-"
+                table.add_row(ds_id, str(ds.total_episodes), f"{ds.total_steps:,}", ret,
+                              "dapbench" if meta else str(ds.storage.metadata.get("author", "?")))
+            except load.DatasetError as e:
+                table.add_row(ds_id, "-", "-", "-", f"unreadable: {e}")
+        console.print(table)
+        return 0
+    task = _dataset_task(args)
+    summary = load.validate(args.dataset_id, task)
+    if args.data_command == "validate":
+        console.print(f"{args.dataset_id}: valid ({summary['episodes']} episodes, {summary['steps']:,} steps"
+                      + (f", matches task {task.name}" if task else "") + ")")
+        return 0
+    meta = load.dapbench_metadata(load.open_dataset(args.dataset_id))
+    for k, v in summary.items():
+        console.print(f"{k}: {v}")
+    for k in ("quality", "seed", "content_hash", "command", "make_seconds", "code"):
+        if k in meta:
+            console.print(f"{k}: {meta[k]}")
+    if meta.get("behaviour"):
+        b = meta["behaviour"]
+        console.print(f"behaviour: {b['run_dir']} ({b['steps']:,} steps, expert return {b['expert_return']:.1f}, "
+                      f"medium epoch {b['medium_epoch']}, policy epoch {b.get('policy_epoch', '-')})")
+    return 0
+
+
+def _dataset_task(args: argparse.Namespace):
+    from dapbench.data import load
+    from dapbench.tasks.registry import TASKS, get_task
+
+    if args.task:
+        return get_task(args.task)
+    ds = load.open_dataset(args.dataset_id)
+    meta = load.dapbench_metadata(ds)
+    if meta.get("task"):
+        return get_task(meta["task"])
+    gym_id = json.loads(ds.storage.metadata.get("env_spec") or "{}").get("id")
+    return next((t for t in TASKS.values() if t.gym_id == gym_id), None)
+
+
+COMMANDS = {"run": cmd_run, "status": cmd_status, "tasks": cmd_tasks, "algos": cmd_algos, "data": cmd_data}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -85,6 +85,30 @@ class Override(Strict):
     evaluation: EvalConfig | None = None
     config: dict[str, Any] | None = None
     device: Literal["cpu", "cuda", "auto"] | None = None
+    dataset: str | None = None
+
+
+class DatasetEntry(Strict):
+    """A dataset the suite knows how to make (`dapbench data make TASK --quality ... --seed ... --steps ...`)."""
+
+    task: str
+    quality: Literal["random", "medium", "replay", "expert"] = "medium"
+    seed: NonNegativeInt = 0
+    steps: PositiveInt = 200_000
+    behaviour_steps: PositiveInt | None = None
+
+    @property
+    def id(self) -> str:
+        from dapbench.data.make import dataset_id
+
+        return dataset_id(self.task, self.quality, self.seed)
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, v: str) -> str:
+        if v not in TASKS:
+            raise ValueError(f"unknown task {v!r}; allowed: {', '.join(TASKS)}")
+        return v
 
 
 class LauncherConfig(Strict):
@@ -110,6 +134,8 @@ class Suite(Strict):
     torch_threads: PositiveInt = 1
     overrides: list[Override] = Field(default_factory=list)
     launcher: LauncherConfig = LauncherConfig()
+    dataset: str | None = None  # Minari id for algorithms that need logged data; default: the task's
+    datasets: list[DatasetEntry] = Field(default_factory=list)  # datasets `run` makes first when missing
 
     @field_validator("algorithms", mode="before")
     @classmethod
@@ -178,6 +204,8 @@ class RunSpec(Strict):
     config: dict[str, Any]  # the algorithm's full config, defaults included
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     torch_threads: PositiveInt = 1
+    snapshot_every: NonNegativeInt = 0  # keep the policy every k epochs (0 = never); behaviour runs use 1
+    dataset: str | None = None  # Minari id of the logged data, for algorithms that need one
 
     @property
     def epochs(self) -> int:
@@ -357,7 +385,7 @@ def _cells(suite: Suite):
     """Yield (partial spec dict, YAML location of its config) for every task x algorithm x seed."""
     for task in suite.task_names:
         for ai, entry in enumerate(suite.algorithms):
-            budget, evaluation, device = suite.budget, suite.evaluation, suite.device
+            budget, evaluation, device, dataset = suite.budget, suite.evaluation, suite.device, suite.dataset
             config, where = dict(entry.config), ("algorithms", ai, "config")
             for oi, o in enumerate(suite.overrides):
                 if (o.tasks is None or task in o.tasks) and (o.algorithms is None or entry.key in o.algorithms):
@@ -365,6 +393,7 @@ def _cells(suite: Suite):
                         budget = budget.model_copy(update=o.budget.model_dump(exclude_unset=True))
                     evaluation = o.evaluation or evaluation
                     device = o.device or device
+                    dataset = o.dataset or dataset
                     if o.config:
                         config.update(o.config)
                         where = ("overrides", oi, "config")
@@ -380,6 +409,7 @@ def _cells(suite: Suite):
                     "config": config,
                     "device": device,
                     "torch_threads": suite.torch_threads,
+                    "dataset": dataset,
                 }, where
 
 
@@ -387,8 +417,12 @@ def _resolve(cell: dict[str, Any]) -> RunSpec:
     """Fill the algorithm's config with its defaults (planned algorithms keep the given values)."""
     reg = algorithms()
     if cell["algorithm"] in reg:
-        cfg = reg[cell["algorithm"]].Config.model_validate(cell["config"])
-        cell = {**cell, "config": cfg.model_dump(mode="json")}
+        cls = reg[cell["algorithm"]]
+        cfg = cls.Config.model_validate(cell["config"])
+        cell = {**cell, "config": cfg.model_dump(mode="json"),
+                "dataset": (cell["dataset"] or TASKS[cell["task"]].default_dataset) if cls.needs_dataset else None}
+    else:
+        cell = {**cell, "dataset": None}
     return RunSpec.model_validate(cell)
 
 

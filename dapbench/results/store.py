@@ -5,6 +5,7 @@
     provenance.json   one entry per attempt (code version, packages, machine, Slurm job)
     metrics.parquet   the per-epoch table
     checkpoint.pt     everything needed to resume (see the trainer)
+    snapshots/        policy snapshots every `snapshot_every` epochs, when the spec asks for them
     run.log           the run's log lines
 
 Every file is written atomically; a spec that differs from the one already in the folder is an error.
@@ -125,6 +126,15 @@ class RunStore:
             raise RunFolderError(f"{self.metrics_path}: missing (the run has not finished an epoch)") from None
         except Exception as e:  # pyarrow raises several types for a damaged file
             raise RunFolderError(f"{self.metrics_path}: corrupt metrics table ({type(e).__name__}: {e})") from None
+
+    def snapshot_path(self, epoch: int) -> Path:
+        return self.dir / "snapshots" / f"policy_epoch_{epoch:04d}.pt"
+
+    def save_snapshot(self, epoch: int, policy_state: dict[str, Any]) -> None:
+        """Keep the policy of `epoch` (only what acting needs), e.g. for behaviour policies of datasets."""
+        buf = io.BytesIO()
+        torch.save(policy_state, buf)
+        atomic_write(self.snapshot_path(epoch), lambda f: f.write(buf.getbuffer()))
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         buf = io.BytesIO()

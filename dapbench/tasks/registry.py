@@ -38,6 +38,11 @@ class TaskInfo:
     unavailable: str | None = None  # why the task cannot run yet, or None
 
     @property
+    def default_dataset(self) -> str:
+        """The Minari id algorithms that need logged data use unless a suite says otherwise."""
+        return f"dapbench/{self.name}/medium-v0"
+
+    @property
     def available(self) -> bool:
         return self.unavailable is None
 

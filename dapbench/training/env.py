@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,10 +41,13 @@ class TrainEnv:
         self.finished: list[tuple[float, int]] = []  # (return, length), drained by the trainer
         self.env_time = 0.0  # seconds inside env.step / env.reset
         self.total_steps = 0
+        # Optional observer of every transition: on_step(obs, executed_action, step). Not checkpointed.
+        self.on_step: Callable[[np.ndarray, np.ndarray, Step], None] | None = None
 
     def step(self, action: np.ndarray) -> Step:
         t0 = time.perf_counter()
-        obs, reward, terminated, truncated, _ = self.env.step(np.clip(action, self.low, self.high))
+        prev_obs, action = self.obs, np.clip(action, self.low, self.high)
+        obs, reward, terminated, truncated, _ = self.env.step(action)
         reward = float(reward)
         self.episode_return += reward
         self.episode_length += 1
@@ -56,7 +60,10 @@ class TrainEnv:
             obs, _ = self.env.reset()
         self.env_time += time.perf_counter() - t0
         self.obs = obs
-        return Step(obs, reward, bool(terminated), bool(truncated), final_obs)
+        step = Step(obs, reward, bool(terminated), bool(truncated), final_obs)
+        if self.on_step is not None:
+            self.on_step(prev_obs, action, step)
+        return step
 
     def drain_episodes(self) -> list[tuple[float, int]]:
         out, self.finished = self.finished, []

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dapbench.algorithm import Context, Spaces
+from dapbench.algorithm import Algorithm, Context, Spaces
 from dapbench.config import RunSpec
 from dapbench.errors import RunFolderError, TrainingError
 from dapbench.registry import get_algorithm
@@ -138,22 +138,45 @@ def execute(run_dir: str | Path, progress: bool = False, echo: bool = True) -> R
         return RunOutcome(str(run_dir), "failed", 0, str(e))
 
 
-def _train(spec: RunSpec, store: RunStore, log: logging.Logger, progress: bool) -> RunOutcome:
-    device = resolve_device(spec.device)
+def seed_everything(seed: int) -> tuple[int, int]:
+    """Seed python, numpy and torch with `seed`; return independent (env, algorithm) seeds."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    env_seed, algo_seed = (int(x) for x in np.random.SeedSequence(seed).generate_state(2))
+    return env_seed, algo_seed
+
+
+def build(spec: RunSpec, device: str) -> tuple[TrainEnv, Algorithm]:
+    """The training environment and a fresh algorithm for `spec`, seeded as a run of it is."""
     torch.set_num_threads(spec.torch_threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    random.seed(spec.seed)
-    np.random.seed(spec.seed)
-    torch.manual_seed(spec.seed)
-    env_seed, algo_seed = (int(x) for x in np.random.SeedSequence(spec.seed).generate_state(2))
-
-    task = get_task(spec.task)
+    env_seed, algo_seed = seed_everything(spec.seed)
     algo_cls = get_algorithm(spec.algorithm)
     config = algo_cls.Config.model_validate(spec.config)
-    env = TrainEnv(task, seed=env_seed)
+    env = TrainEnv(get_task(spec.task), seed=env_seed)
     spaces = Spaces(env.env.observation_space.shape[0], env.env.action_space.shape[0], env.low, env.high)
-    algo = algo_cls(config, spaces, Context(spec.total_steps, algo_seed, device))
-    evaluator = Evaluator(task, spec.evaluation)
+    return env, algo_cls(config, spaces, Context(spec.total_steps, algo_seed, device, spec.dataset))
+
+
+def load_policy(run_dir: str | Path, epoch: int) -> Algorithm:
+    """The policy of a finished run at the end of `epoch` (from its snapshot), ready to `act`."""
+    store = RunStore(run_dir)
+    spec = store.read_spec()
+    path = store.snapshot_path(epoch)
+    if not path.exists():
+        raise RunFolderError(f"{path}: no policy snapshot for epoch {epoch} (the run keeps one every "
+                             f"{spec.snapshot_every or 'no'} epochs)")
+    env, algo = build(spec, "cpu")
+    env.close()
+    algo.load_policy_state_dict(torch.load(path, map_location="cpu", weights_only=False))
+    return algo
+
+
+def _train(spec: RunSpec, store: RunStore, log: logging.Logger, progress: bool) -> RunOutcome:
+    device = resolve_device(spec.device)
+    env, algo = build(spec, device)
+    evaluator = Evaluator(get_task(spec.task), spec.evaluation)
 
     rows: list[dict[str, Any]] = []
     start_epoch, wall = 0, 0.0
@@ -215,6 +238,8 @@ def _train(spec: RunSpec, store: RunStore, log: logging.Logger, progress: bool) 
                 "wall_clock_s": wall, "algorithm": algo.state_dict(), "env": env.state_dict(),
                 "rng": _rng_states(),
             })
+            if spec.snapshot_every and epoch % spec.snapshot_every == 0:
+                store.save_snapshot(epoch, algo.policy_state_dict())
             store.write_metrics(rows)
             store.write_status(Status(state="running", epoch=epoch, epochs=spec.epochs,
                                       hostname=os.uname().nodename, pid=os.getpid()))

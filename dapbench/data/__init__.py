@@ -1,0 +1,1 @@
+"""Logged datasets: make (behaviour policy), load (Minari), validate."""

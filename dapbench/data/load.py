@@ -1,0 +1,157 @@
+"""Load and validate logged datasets by Minari id, ours (`dapbench/...`) or public ones (`mujoco/...`).
+
+An algorithm gets its data as `Transitions`: flat tensors of (s, a, r, s', terminal, timeout) in the
+dataset's order, the format offline and prior-training code consumes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dapbench.errors import BadInputError
+from dapbench.tasks.registry import TaskInfo
+
+
+class DatasetError(BadInputError):
+    """A dataset that is missing, unreadable or inconsistent with its task."""
+
+
+@dataclass
+class Transitions:
+    obs: torch.Tensor  # (N, obs_dim) float32
+    actions: torch.Tensor  # (N, act_dim) float32
+    rewards: torch.Tensor  # (N,) float32
+    next_obs: torch.Tensor  # (N, obs_dim) float32
+    terminals: torch.Tensor  # (N,) float32: 1 where the episode terminated (no bootstrap)
+    timeouts: torch.Tensor  # (N,) float32: 1 where the episode was truncated
+
+    def __len__(self) -> int:
+        return self.obs.shape[0]
+
+    def to(self, device: str | torch.device) -> Transitions:
+        return Transitions(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+
+def local_dataset_ids() -> list[str]:
+    """Ids of the datasets in the Minari datasets folder (read from the folder layout, so one damaged
+    dataset does not hide the others)."""
+    root = Path(_root())
+    return sorted(str(p.parent.parent.relative_to(root)) for p in root.rglob("data/metadata.json"))
+
+
+def open_dataset(dataset_id: str, make_hint: str | None = None):
+    """The MinariDataset `dataset_id`, or a DatasetError naming it and how to make it."""
+    import minari
+
+    if dataset_id not in local_dataset_ids():
+        hint = f"; make it with `{make_hint}`" if make_hint else (
+            "; make one with `python -m dapbench data make TASK --quality QUALITY`, or download a public one "
+            "with `minari download ID`")
+        raise DatasetError(f"dataset {dataset_id!r} not found in the Minari datasets folder "
+                           f"({_root()}){hint}")
+    try:
+        return minari.load_dataset(dataset_id)
+    except Exception as e:
+        raise DatasetError(f"dataset {dataset_id!r} is unreadable ({type(e).__name__}: {e})") from None
+
+
+def _root() -> str:
+    from minari.storage.datasets_root_dir import get_dataset_path
+
+    return str(get_dataset_path())
+
+
+def datasets_root() -> Path:
+    return Path(_root())
+
+
+def dataset_path(dataset_id: str) -> Path:
+    return datasets_root() / dataset_id
+
+
+def dapbench_metadata(ds) -> dict[str, Any]:
+    raw = ds.storage.metadata.get("dapbench")
+    return json.loads(raw) if raw else {}
+
+
+def _episodes(dataset_id: str, ds):
+    try:
+        yield from ds.iterate_episodes()
+    except Exception as e:
+        raise DatasetError(f"dataset {dataset_id!r}: cannot read its episodes ({type(e).__name__}: {e}); the "
+                           "data files are damaged: make or download it again") from None
+
+
+def validate(dataset_id: str, task: TaskInfo | None = None) -> dict[str, Any]:
+    """Check spaces (against `task` if given), finiteness and episode boundaries; return a summary.
+
+    Raises one DatasetError listing every problem found."""
+    ds = open_dataset(dataset_id)
+    problems: list[str] = []
+    obs_shape, act_space = ds.observation_space.shape, ds.action_space
+    if task is not None:
+        env = task.make()
+        if env.observation_space.shape != obs_shape:
+            problems.append(f"observation shape {obs_shape} but task {task.name} has "
+                            f"{env.observation_space.shape}")
+        if env.action_space.shape != act_space.shape:
+            problems.append(f"action shape {act_space.shape} but task {task.name} has {env.action_space.shape}")
+        env.close()
+    n_eps = n_steps = 0
+    returns = []
+    for ep in _episodes(dataset_id, ds):
+        where = f"episode {ep.id}"
+        T = len(ep.rewards)
+        obs, act = np.asarray(ep.observations), np.asarray(ep.actions)
+        if obs.shape != (T + 1, *obs_shape):
+            problems.append(f"{where}: observations {obs.shape}, expected {(T + 1, *obs_shape)}")
+        if act.shape != (T, *act_space.shape):
+            problems.append(f"{where}: actions {act.shape}, expected {(T, *act_space.shape)}")
+        for name, arr in (("observations", obs), ("actions", act), ("rewards", np.asarray(ep.rewards))):
+            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                bad = np.argwhere(~np.isfinite(arr))[0]
+                problems.append(f"{where}: non-finite {name} (first at index {tuple(int(i) for i in bad)})")
+        if act.shape[-1:] == act_space.shape[-1:] and np.isfinite(act).all() and (
+                (act < act_space.low - 1e-6).any() or (act > act_space.high + 1e-6).any()):
+            problems.append(f"{where}: actions outside the action space [{act_space.low.min()}, "
+                            f"{act_space.high.max()}]")
+        ends = np.asarray(ep.terminations) | np.asarray(ep.truncations)
+        if T == 0 or not ends[-1]:
+            problems.append(f"{where}: does not end with a termination or truncation")
+        elif ends[:-1].any():
+            problems.append(f"{where}: an episode end at step {int(np.argmax(ends))} before its last step")
+        n_eps += 1
+        n_steps += T
+        returns.append(float(np.sum(ep.rewards)))
+        if len(problems) > 20:
+            break
+    if n_steps != ds.total_steps and not problems:
+        problems.append(f"metadata says {ds.total_steps} steps, episodes hold {n_steps}")
+    if problems:
+        raise DatasetError(f"dataset {dataset_id!r} is invalid:\n  " + "\n  ".join(problems[:20]))
+    r = np.asarray(returns)
+    return {"id": dataset_id, "episodes": n_eps, "steps": n_steps, "return_mean": float(r.mean()),
+            "return_std": float(r.std()), "return_min": float(r.min()), "return_max": float(r.max()),
+            "observation_shape": obs_shape, "action_shape": act_space.shape}
+
+
+def load_transitions(dataset_id: str, task: TaskInfo | None = None, device: str = "cpu") -> Transitions:
+    """The dataset as flat transition tensors (validated first)."""
+    validate(dataset_id, task)
+    ds = open_dataset(dataset_id)
+    parts: dict[str, list[np.ndarray]] = {f.name: [] for f in fields(Transitions)}
+    for ep in _episodes(dataset_id, ds):
+        obs = np.asarray(ep.observations, dtype=np.float32)
+        parts["obs"].append(obs[:-1])
+        parts["next_obs"].append(obs[1:])
+        parts["actions"].append(np.asarray(ep.actions, dtype=np.float32))
+        parts["rewards"].append(np.asarray(ep.rewards, dtype=np.float32))
+        parts["terminals"].append(np.asarray(ep.terminations, dtype=np.float32))
+        parts["timeouts"].append(np.asarray(ep.truncations, dtype=np.float32))
+    return Transitions(**{k: torch.from_numpy(np.concatenate(v)).to(device) for k, v in parts.items()})
