@@ -138,12 +138,13 @@ class Batch:
     advantages: torch.Tensor
     returns: torch.Tensor
     origin: torch.Tensor  # 0 = fresh on-policy; anything else is offline / synthetic
+    raw_obs: torch.Tensor  # observations before normalisation
 
     def __len__(self) -> int:
         return self.obs.shape[0]
 
     def index(self, idx: torch.Tensor | slice) -> Batch:
-        return Batch(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+        return type(self)(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
 
 
 class RolloutBuffer:
@@ -151,6 +152,7 @@ class RolloutBuffer:
 
     def __init__(self, n: int, obs_dim: int, act_dim: int) -> None:
         self.obs = np.zeros((n, obs_dim), np.float32)
+        self.raw_obs = np.zeros((n, obs_dim), np.float32)  # before normalisation, for variants that need it
         self.actions = np.zeros((n, act_dim), np.float32)
         self.rewards = np.zeros(n, np.float32)
         self.dones = np.zeros(n, np.float32)  # episode ended after this step (terminated or truncated)
@@ -219,10 +221,11 @@ class PPO(Algorithm):
         stats: list[dict[str, float]] = []
         for _ in range(n_steps):
             action = self._sample(self.next_obs[None])[0]
+            raw = env.obs
             step = env.step(action)
             done = step.terminated or step.truncated
             p = buf.pos
-            buf.obs[p], buf.actions[p] = self.next_obs, action
+            buf.obs[p], buf.raw_obs[p], buf.actions[p] = self.next_obs, raw, action
             buf.rewards[p] = self.rew_norm(step.reward, episode_end=done)
             buf.dones[p] = float(done)
             buf.truncated[p] = step.truncated and not step.terminated and c.bootstrap_truncation
@@ -260,7 +263,8 @@ class PPO(Algorithm):
         n = len(rewards)
         returns = advantages + values
         origin = torch.full((n,), ON_POLICY, dtype=torch.uint8, device=dev)
-        return Batch(obs, actions, logprobs, values, advantages, returns, origin)
+        raw_obs = torch.as_tensor(buf.raw_obs, device=dev)
+        return Batch(obs, actions, logprobs, values, advantages, returns, origin, raw_obs)
 
     def surrogate_loss(self, ratio: torch.Tensor, adv: torch.Tensor, mb: Batch) -> torch.Tensor:
         """L_clip = -E[min(r A, clip(r, 1-eps, 1+eps) A)]."""
@@ -274,6 +278,10 @@ class PPO(Algorithm):
     def process_batch(self, batch: Batch) -> Batch:
         """Post-process the rollout after GAE (a variant may add samples, with their origin). PPO: none."""
         return batch
+
+    def diagnostics(self, batch: Batch) -> dict[str, float]:
+        """Statistics of the batch about to be learned from, before any step (audit metrics). PPO: none."""
+        return {}
 
     def value_loss(self, newvalue: torch.Tensor, mb: Batch) -> torch.Tensor:
         """0.5 E[max((V - R)^2, (V_old + clip(V - V_old, -eps, eps) - R)^2)], or unclipped."""
@@ -289,6 +297,7 @@ class PPO(Algorithm):
             frac = max(0.0, 1.0 - self.iteration / self.num_iterations)
             self.optimizer.param_groups[0]["lr"] = frac * c.learning_rate
         batch = self.process_batch(self.compute_batch())
+        diag = self.diagnostics(batch)
         n = len(batch)
         mb_size = max(1, n // c.num_minibatches)
         pg_l, v_l, ent_l, kl_l, clipfracs, aux_stats = [], [], [], [], [], []
@@ -338,7 +347,7 @@ class PPO(Algorithm):
         }
         for k in aux_stats[0] if aux_stats else []:
             stats[k] = float(np.mean([s[k] for s in aux_stats]))
-        return stats
+        return {**stats, **diag}
 
     # ----- checkpointing ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -46,6 +46,7 @@ class Context:
     seed: int
     device: str  # a resolved torch device string: "cpu" or "cuda[:i]"
     dataset: str | None = None  # Minari id of the logged data (`dapbench.data.load.load_transitions`)
+    task: str | None = None  # the task's registry name
 
 
 class Algorithm(ABC):

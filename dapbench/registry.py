@@ -24,7 +24,6 @@ _LOADED = False
 # Algorithms of the protocol that have no implementation yet, and where they are tracked. A suite may
 # name them (a dry run marks them); running them is an error until they land.
 PLANNED: dict[str, str] = {
-    "ppo-dap": "PPO with a Diffusion Action Prior (issue 5)",
     "ppo-gc": "PPO-GC baseline, a reconstruction (issue 6)",
     "abppo": "ABPPO baseline, a reconstruction (issue 6)",
     "ppo-arc": "PPO-ARC baseline, a reconstruction (issue 6)",

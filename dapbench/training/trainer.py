@@ -156,7 +156,7 @@ def build(spec: RunSpec, device: str) -> tuple[TrainEnv, Algorithm]:
     config = algo_cls.Config.model_validate(spec.config)
     env = TrainEnv(get_task(spec.task), seed=env_seed)
     spaces = Spaces(env.env.observation_space.shape[0], env.env.action_space.shape[0], env.low, env.high)
-    return env, algo_cls(config, spaces, Context(spec.total_steps, algo_seed, device, spec.dataset))
+    return env, algo_cls(config, spaces, Context(spec.total_steps, algo_seed, device, spec.dataset, spec.task))
 
 
 def load_policy(run_dir: str | Path, epoch: int) -> Algorithm:

@@ -1,0 +1,332 @@
+"""PPO-DAP: PPO with a Diffusion Action Prior (arXiv 2409.01427), as the paper describes it.
+
+Two stages, strictly on-policy:
+1. Offline, a conditional diffusion model p_psi(a|s) (EDM) is trained on the task's logged (s, a) pairs
+   with the denoising loss, once per (task, dataset, prior config) and cached (dapbench.diffusion.prior).
+2. Online, PPO's surrogate, value loss and GAE use only fresh rollouts (`origin` 0). For each on-policy
+   state s of a rollout, the prior draws K proposals; inside the denoising loop each denoised estimate
+   is nudged along grad_a Q(s, a) with a step growing to alpha_max; the proposals are weighted by
+   w_i = softmax_i(beta Q(s, a_i)), beta annealed 0 -> beta_max over the first 30% of training; m =
+   ceil(0.2 K) of them are drawn from w. They reach the actor only through
+       L_aux = lambda_aux E_s[ -1/m sum_j log pi_theta(a_sel_j | s) ]
+             + lambda_KL E_s[ KL(pi_theta(.|s) || N(mu_K(s), sigma_K(s)^2)) ],
+   the second a soft KL to the Gaussian moment-matched to the K proposals (the diffusion prior has no
+   closed-form density; this reading is ours). Every f epochs the prior is adapted (PET) with LoRA
+   through `peft` on the on-policy (s, a) pairs of those epochs with its denoising loss: only the adapter
+   parameters are in that optimiser, the base weights stay bit-identical.
+A Q(s, a) head (PPO has only V) is fitted on each rollout with the one-step target
+y = r + gamma V(s') (1 - d) (normalised rewards, V from the rollout).
+
+Audit metrics, per update on the whole batch, from each sample's `origin` (docs/audit.md):
+OGLR = ||grad_theta L_PPO(non-fresh samples)|| / ||grad_theta L_PPO||, SPR = share of non-fresh samples
+in the PPO loss and GAE, ESS/K = mean_s (sum w)^2 / (K sum w^2), aux_grad_share = ||g_aux|| / (||g_PPO||
++ ||g_aux||) on the actor, and prior_kl_drift between PET rounds on fixed probe states.
+`leak_offline > 0` is the deliberately leaking configuration the audit must catch: offline transitions
+mixed into PPO's batch (origin 1) with one-step TD advantages. Never use it for results.
+
+Defaults are the authors' code's (K, alpha_max, beta schedule, f, PET lr, LoRA rank, lambdas, m), which is
+otherwise not a reference (docs/algorithms.md); the rest are ours and documented there.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import nn
+
+from algorithms.ppo import PPO, Batch, PPOConfig, layer_init
+from dapbench.algorithm import Context, Spaces
+from dapbench.diffusion.prior import ActionPrior, PriorConfig, load_or_train
+from dapbench.diffusion.sampler import SamplerConfig, sample
+from dapbench.registry import register
+
+OFFLINE = 1  # `Batch.origin` of a logged (offline) sample
+
+
+class PPODAPConfig(PPOConfig):
+    K: int = Field(10, gt=0, description="proposals per on-policy state (authors' code)")
+    alpha_max: float = Field(0.30, ge=0, description="largest gradient-guidance step, action units (authors' code)")
+    beta_max: float = Field(1.0, ge=0, description="final energy temperature beta (authors' code)")
+    beta_anneal_frac: float = Field(0.3, gt=0, le=1, description="beta rises 0 -> beta_max over this share of "
+                                    "training (authors' code)")
+    m_frac: float = Field(0.2, gt=0, le=1, description="m = ceil(m_frac K) proposals selected per state (authors' code)")
+    lambda_aux: float = Field(1e-2, ge=0, description="auxiliary imitation loss weight (authors' code)")
+    lambda_kl: float = Field(5e-3, ge=0, description="soft KL-to-prior weight, 0 = off (authors' code)")
+    guidance: Literal["both", "energy", "gradient", "none"] = Field(
+        "both", description="energy reweighting and/or in-denoising gradient guidance")
+    pet: Literal["lora", "full", "frozen"] = Field("lora", description="prior adaptation: LoRA (PET), full "
+                                                   "fine-tuning, or none")
+    pet_every: int = Field(10, gt=0, description="f: epochs between PET rounds (authors' code)")
+    pet_lr: float = Field(1e-5, gt=0, description="PET step size (authors' code)")
+    pet_steps: int = Field(100, gt=0, description="gradient steps per PET round (ours)")
+    pet_batch: int = Field(256, gt=0, description="PET minibatch (ours)")
+    lora_rank: int = Field(8, gt=0, description="LoRA rank (authors' code)")
+    lora_alpha: int = Field(16, gt=0, description="LoRA alpha (peft's usual 2 x rank)")
+    q_hidden: tuple[int, ...] = Field((64, 64), description="Q head widths, tanh (ours: as the critic)")
+    q_lr: float = Field(3e-4, gt=0, description="Q head step size (ours)")
+    q_epochs: int = Field(2, gt=0, description="passes over each rollout to fit Q (ours)")
+    probe_states: int = Field(128, gt=0, description="fixed states for the prior KL drift estimate (ours)")
+    prior: PriorConfig = Field(PriorConfig(), description="the offline prior (DTQL's network and EDM)")
+    sampler: SamplerConfig = Field(SamplerConfig(), description="few-step sampler")
+    leak_offline: float = Field(0.0, ge=0, description="AUDIT CHECK ONLY: offline samples mixed into PPO's "
+                                "batch, as a share of the rollout; breaks the on-policy guarantee")
+
+
+@dataclass
+class DAPBatch(Batch):
+    proposals: torch.Tensor  # (n, m, act_dim) selected proposals, detached
+    prior_mu: torch.Tensor  # (n, act_dim) mean of the K proposals
+    prior_std: torch.Tensor  # (n, act_dim) their std
+
+
+class QHead(nn.Module):
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...]) -> None:
+        super().__init__()
+        sizes = [obs_dim + act_dim, *hidden]
+        layers: list[nn.Module] = []
+        for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+            layers += [layer_init(nn.Linear(a, b)), nn.Tanh()]
+        self.net = nn.Sequential(*layers, layer_init(nn.Linear(sizes[-1], 1), std=1.0))
+
+    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([obs, act], -1)).squeeze(-1)
+
+
+def gaussian_kl(mu1, std1, mu2, std2) -> torch.Tensor:
+    """KL(N(mu1, std1^2) || N(mu2, std2^2)) for diagonal Gaussians, summed over the last dim."""
+    return (torch.log(std2 / std1) + (std1**2 + (mu1 - mu2) ** 2) / (2 * std2**2) - 0.5).sum(-1)
+
+
+@register("ppo-dap")
+class PPODAP(PPO):
+    """PPO with a Diffusion Action Prior: guided prior proposals reach the actor only through an auxiliary loss."""
+
+    Config = PPODAPConfig
+    needs_dataset = True
+    needs_prior = True
+
+    def __init__(self, config: PPODAPConfig, spaces: Spaces, context: Context) -> None:
+        super().__init__(config, spaces, context)
+        c = self.cfg
+        if context.dataset is None:
+            raise ValueError("ppo-dap needs a logged dataset (context.dataset)")
+        from dapbench.data.load import load_transitions
+
+        self.max_action = float(np.max(np.abs(spaces.act_high)))
+        self.prior, self.prior_info = load_or_train(context.task or "task", context.dataset, self.max_action,
+                                                     c.prior)
+        if c.pet == "lora":
+            from peft import LoraConfig, get_peft_model  # slow import: only here
+
+            net = self.prior.edm.net
+            self.peft_model = get_peft_model(net, LoraConfig(r=c.lora_rank, lora_alpha=c.lora_alpha,
+                                                             target_modules=net.lora_targets, lora_dropout=0.0))
+        self.prior.to(self.device)
+        for p in self.prior.parameters():
+            p.requires_grad_(c.pet == "full" or (c.pet == "lora" and "lora_" in _name_of(self.prior, p)))
+        trainable = [p for p in self.prior.parameters() if p.requires_grad]
+        self.pet_optimizer = torch.optim.Adam(trainable, lr=c.pet_lr) if trainable else None
+        self.q = QHead(spaces.obs_dim, spaces.act_dim, c.q_hidden).to(self.device)
+        self.q_optimizer = torch.optim.Adam(self.q.parameters(), lr=c.q_lr, eps=1e-5)
+        self.gen = torch.Generator(device=self.device).manual_seed(context.seed + 1)  # proposals, PET noise
+        self.m = math.ceil(c.m_frac * c.K)
+        offline = load_transitions(context.dataset)
+        self.offline = offline.to(self.device) if c.leak_offline > 0 else None
+        self.probe = offline.obs[torch.linspace(0, len(offline) - 1, c.probe_states).long()].to(self.device)
+        self.epochs_done = 0
+        self.pet_obs: list[np.ndarray] = []  # on-policy (s, a) since the last PET round
+        self.pet_act: list[np.ndarray] = []
+
+    # ----- the critic's Q head ---------------------------------------------------------------------------
+    def compute_batch(self) -> Batch:
+        batch = super().compute_batch()
+        buf, c = self.buffer, self.cfg
+        with torch.no_grad():  # y_t = r_t + gamma V(s_{t+1}) (1 - d_t); truncations already bootstrapped
+            next_v = torch.cat([batch.values[1:], self.agent.value(torch.as_tensor(self.next_obs[None]))])
+            rewards = torch.as_tensor(buf.rewards, device=self.device)
+            if buf.truncated.any():
+                trunc = torch.as_tensor(np.flatnonzero(buf.truncated), device=self.device)
+                tv = self.agent.value(torch.as_tensor(buf.truncated_obs, device=self.device)[trunc])
+                rewards = rewards.index_add(0, trunc, c.gamma * tv)
+            self._q_target = rewards + c.gamma * next_v * (1 - torch.as_tensor(buf.dones, device=self.device))
+        self.pet_obs.append(buf.raw_obs.copy())
+        self.pet_act.append(np.clip(buf.actions, self.spaces.act_low, self.spaces.act_high))
+        return batch
+
+    def fit_q(self, batch: Batch) -> float:
+        n, mb = len(self._q_target), max(1, len(self._q_target) // self.cfg.num_minibatches)
+        actions = batch.actions[:n].clamp(-self.max_action, self.max_action)
+        losses = []
+        for _ in range(self.cfg.q_epochs):
+            perm = torch.as_tensor(self.rng.permutation(n), device=self.device)
+            for i in range(0, n, mb):
+                idx = perm[i:i + mb]
+                loss = 0.5 * ((self.q(batch.obs[idx], actions[idx]) - self._q_target[idx]) ** 2).mean()
+                self.q_optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.q_optimizer.step()
+                losses.append(loss.item())
+        return float(np.mean(losses))
+
+    # ----- proposals ---------------------------------------------------------------------------------
+    @property
+    def beta(self) -> float:
+        progress = self.iteration / self.num_iterations
+        return self.cfg.beta_max * min(1.0, progress / self.cfg.beta_anneal_frac)
+
+    def propose(self, obs_n: torch.Tensor, raw_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """K guided proposals per state (n, K, act) and their Q values (n, K)."""
+        c, (n, K) = self.cfg, (obs_n.shape[0], self.cfg.K)
+        obs_rep, raw_rep = obs_n.repeat_interleave(K, 0), raw_obs.repeat_interleave(K, 0)
+
+        def grad_q(_s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+            with torch.enable_grad():
+                a = a.detach().requires_grad_(True)
+                return torch.autograd.grad(self.q(obs_rep, a).sum(), a)[0]
+
+        guided = c.guidance in ("both", "gradient")
+        actions = sample(self.prior.edm, self.prior.cond(raw_rep), c.sampler, self.gen,
+                         grad_q=grad_q if guided else None, alpha_max=c.alpha_max)
+        with torch.no_grad():
+            q = self.q(obs_rep, actions).view(n, K)
+        return actions.view(n, K, -1), q
+
+    def process_batch(self, batch: Batch) -> Batch:
+        c = self.cfg
+        self._q_loss = self.fit_q(batch)
+        props, q = self.propose(batch.obs, batch.raw_obs)
+        energy = c.guidance in ("both", "energy")
+        w = torch.softmax(self.beta * q, dim=1) if energy else torch.full_like(q, 1.0 / c.K)
+        self._ess = float(((w.sum(1) ** 2) / (w**2).sum(1) / c.K).mean())  # ESS / K
+        idx = torch.multinomial(w, self.m, replacement=True, generator=self.gen)  # (n, m)
+        selected = torch.gather(props, 1, idx[..., None].expand(-1, -1, props.shape[-1]))
+        out = DAPBatch(**vars(batch), proposals=selected, prior_mu=props.mean(1),
+                       prior_std=props.std(1).clamp_min(1e-3))
+        return self._leak(out) if c.leak_offline > 0 else out
+
+    def _leak(self, b: DAPBatch) -> DAPBatch:
+        """AUDIT CHECK ONLY: append offline transitions (origin 1) to PPO's batch, one-step TD advantages."""
+        off, c = self.offline, self.cfg
+        k = max(1, int(c.leak_offline * len(b)))
+        i = torch.as_tensor(self.rng.choice(len(off), k, replace=False), device=self.device)
+        obs = torch.as_tensor(self.obs_norm(off.obs[i].cpu().numpy()), device=self.device)
+        nxt = torch.as_tensor(self.obs_norm(off.next_obs[i].cpu().numpy()), device=self.device)
+        scale = float(np.sqrt(self.rew_norm.rms.var + self.rew_norm.eps)) if c.normalize_reward else 1.0
+        with torch.no_grad():
+            logp, _ = self.agent.log_prob_entropy(obs, off.actions[i])
+            v, v_next = self.agent.value(obs), self.agent.value(nxt)
+            adv = off.rewards[i] / scale + c.gamma * v_next * (1 - off.terminals[i]) - v
+            props, _ = self.propose(obs, off.obs[i])
+        extra = DAPBatch(obs=obs, actions=off.actions[i], logprobs=logp, values=v, advantages=adv, returns=adv + v,
+                         origin=torch.full((k,), OFFLINE, dtype=torch.uint8, device=self.device),
+                         raw_obs=off.obs[i], proposals=props[:, : self.m], prior_mu=props.mean(1),
+                         prior_std=props.std(1).clamp_min(1e-3))
+        return DAPBatch(**{f: torch.cat([getattr(b, f), getattr(extra, f)]) for f in vars(b)})
+
+    # ----- the actor's auxiliary loss -------------------------------------------------------------------
+    def auxiliary_loss(self, mb: DAPBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        c, m = self.cfg, self.m
+        obs_rep = mb.obs.repeat_interleave(m, 0)
+        logp, _ = self.agent.log_prob_entropy(obs_rep, mb.proposals.reshape(-1, mb.proposals.shape[-1]))
+        imitation = -logp.mean()  # -1/m sum_j log pi(a_sel_j | s), averaged over states
+        loss = c.lambda_aux * imitation
+        stats = {"aux_nll": imitation.item()}
+        if c.lambda_kl > 0:
+            mean = self.agent.actor_mean(mb.obs)
+            kl = gaussian_kl(mean, self.agent.actor_logstd.exp().expand_as(mean), mb.prior_mu, mb.prior_std).mean()
+            loss = loss + c.lambda_kl * kl
+            stats["prior_kl"] = kl.item()
+        return loss, stats
+
+    # ----- audit -------------------------------------------------------------------------------------
+    def diagnostics(self, b: DAPBatch) -> dict[str, float]:
+        """OGLR, SPR and the auxiliary gradient share, on the whole batch before the update."""
+        c = self.cfg
+        params = [p for p in self.agent.parameters()]
+        actor = [*self.agent.actor_mean.parameters(), self.agent.actor_logstd]
+        logp, _ = self.agent.log_prob_entropy(b.obs, b.actions)
+        adv = (b.advantages - b.advantages.mean()) / (b.advantages.std() + 1e-8)
+        per_sample = -adv * (logp - b.logprobs).exp() + c.vf_coef * 0.5 * (self.agent.value(b.obs) - b.returns) ** 2
+        fresh = (b.origin == 0).float()
+        n = len(b)
+        g_all = torch.autograd.grad(per_sample.sum() / n, params, retain_graph=True)
+        g_off = torch.autograd.grad((per_sample * (1 - fresh)).sum() / n, params, retain_graph=True)
+        g_ppo_actor = torch.autograd.grad(per_sample.sum() / n, actor, retain_graph=True)
+        aux, _ = self.auxiliary_loss(b)
+        g_aux = torch.autograd.grad(aux, actor, allow_unused=True)
+        norm = lambda gs: float(torch.sqrt(sum((g**2).sum() for g in gs if g is not None)))  # noqa: E731
+        total, aux_n = norm(g_all), norm(g_aux)
+        return {
+            "oglr": norm(g_off) / total if total > 0 else 0.0,
+            "spr": float(1 - fresh.mean()),
+            "ess_k": self._ess,
+            "aux_grad_share": aux_n / (norm(g_ppo_actor) + aux_n),
+            "q_loss": self._q_loss,
+            "beta": self.beta,
+        }
+
+    # ----- PET ---------------------------------------------------------------------------------------
+    def train_epoch(self, env, n_steps: int) -> dict[str, float]:
+        stats = super().train_epoch(env, n_steps)
+        self.epochs_done += 1
+        if self.epochs_done % self.cfg.pet_every == 0 and self.pet_optimizer is not None and self.pet_obs:
+            stats.update(self.pet_round())
+        return stats
+
+    def _probe_moments(self) -> tuple[torch.Tensor, torch.Tensor]:
+        g = torch.Generator(device=self.device).manual_seed(12345)  # the same noise before and after
+        K = self.cfg.K
+        a = sample(self.prior.edm, self.prior.cond(self.probe.repeat_interleave(K, 0)), self.cfg.sampler, g)
+        a = a.view(len(self.probe), K, -1)
+        return a.mean(1), a.std(1).clamp_min(1e-3)
+
+    def pet_round(self) -> dict[str, float]:
+        """Adapt the prior on the on-policy (s, a) pairs since the last round with its denoising loss."""
+        c = self.cfg
+        obs = torch.as_tensor(np.concatenate(self.pet_obs), device=self.device)
+        act = torch.as_tensor(np.concatenate(self.pet_act), device=self.device)
+        self.pet_obs, self.pet_act = [], []
+        mu0, std0 = self._probe_moments()
+        self.prior.train()
+        losses = []
+        for _ in range(c.pet_steps):
+            idx = torch.randint(len(obs), (c.pet_batch,), generator=self.gen, device=self.device)
+            loss = self.prior.loss(obs[idx], act[idx], self.gen)
+            self.pet_optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.pet_optimizer.step()
+            losses.append(loss.item())
+        self.prior.eval()
+        mu1, std1 = self._probe_moments()
+        return {"pet_loss": float(np.mean(losses)), "prior_kl_drift": float(gaussian_kl(mu1, std1, mu0, std0).mean())}
+
+    # ----- checkpointing ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "prior": self.prior.state_dict(), "q": self.q.state_dict(),
+                "q_optimizer": self.q_optimizer.state_dict(),
+                "pet_optimizer": self.pet_optimizer.state_dict() if self.pet_optimizer else None,
+                "gen": self.gen.get_state(), "epochs_done": self.epochs_done,
+                "pet_obs": list(self.pet_obs), "pet_act": list(self.pet_act)}
+
+    def load_state_dict(self, s: dict[str, Any]) -> None:
+        super().load_state_dict(s)
+        self.prior.load_state_dict(s["prior"])  # the model was wrapped once, in __init__
+        self.q.load_state_dict(s["q"])
+        self.q_optimizer.load_state_dict(s["q_optimizer"])
+        if self.pet_optimizer is not None:
+            self.pet_optimizer.load_state_dict(s["pet_optimizer"])
+        self.gen.set_state(s["gen"])
+        self.epochs_done = s["epochs_done"]
+        self.pet_obs, self.pet_act = list(s["pet_obs"]), list(s["pet_act"])
+
+
+def _name_of(module: nn.Module, param: torch.Tensor) -> str:
+    return next(n for n, p in module.named_parameters() if p is param)
+
+
+__all__ = ["PPODAP", "ActionPrior", "PPODAPConfig"]

@@ -1,0 +1,126 @@
+"""The offline action prior p_psi(a | s): an EDM diffusion model trained with the denoising loss on a
+task's logged (s, a) pairs, saved once per (task, dataset, prior config) under a content hash and reused
+by every seed and algorithm that asks for it.
+
+Observations are standardised with the dataset's mean and std (kept with the prior); actions stay in
+the task's action box, so `max_action` is the box's bound.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import io
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from dapbench.diffusion.edm import EDM, EDMConfig
+from dapbench.diffusion.nets import DenoiserConfig, DenoiserNet
+from dapbench.results.atomic import atomic_write
+
+PRIOR_ROOT_ENV = "DAPBENCH_PRIORS"
+DEFAULT_PRIOR_ROOT = Path("results/priors")
+
+
+class PriorConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    denoiser: DenoiserConfig = DenoiserConfig()
+    edm: EDMConfig = EDMConfig()
+    train_steps: int = Field(50_000, gt=0, description="gradient steps (DTQL: 50 epochs x 1,000)")
+    batch_size: int = Field(256, gt=0, description="minibatch size (DTQL: 256)")
+    lr: float = Field(3e-4, gt=0, description="Adam step size (DTQL: 3e-4)")
+    seed: int = Field(0, description="training seed (a prior is shared across run seeds)")
+
+
+class ActionPrior(nn.Module):
+    """EDM denoiser plus the observation standardisation it was trained with."""
+
+    def __init__(self, obs_dim: int, act_dim: int, max_action: float, cfg: PriorConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.edm = EDM(DenoiserNet(obs_dim, act_dim, cfg.denoiser), cfg.edm, act_dim, max_action)
+        self.register_buffer("obs_mean", torch.zeros(obs_dim))
+        self.register_buffer("obs_std", torch.ones(obs_dim))
+
+    def cond(self, obs: torch.Tensor) -> torch.Tensor:
+        return (obs - self.obs_mean) / self.obs_std
+
+    def loss(self, obs: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None,
+             reduce: bool = True) -> torch.Tensor:
+        return self.edm.loss(actions, self.cond(obs), generator, reduce)
+
+
+def prior_key(task: str, dataset_hash: str, obs_dim: int, act_dim: int, cfg: PriorConfig) -> str:
+    blob = json.dumps({"task": task, "dataset": dataset_hash, "obs_dim": obs_dim, "act_dim": act_dim,
+                       "config": cfg.model_dump(mode="json")}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def train_prior(obs: torch.Tensor, actions: torch.Tensor, max_action: float, cfg: PriorConfig,
+                log=None) -> tuple[ActionPrior, list[float]]:
+    """Train a prior from scratch on (obs, actions); returns it and its loss curve (per 1% of steps)."""
+    g = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    prior = ActionPrior(obs.shape[1], actions.shape[1], max_action, cfg)
+    prior.obs_mean.copy_(obs.mean(0))
+    prior.obs_std.copy_(obs.std(0).clamp_min(1e-6))
+    opt = torch.optim.Adam(prior.parameters(), lr=cfg.lr)
+    n, curve, acc = obs.shape[0], [], []
+    every = max(1, cfg.train_steps // 100)
+    for step in range(1, cfg.train_steps + 1):
+        idx = torch.randint(n, (cfg.batch_size,), generator=g)
+        loss = prior.loss(obs[idx], actions[idx], g)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        acc.append(loss.item())
+        if step % every == 0:
+            curve.append(float(np.mean(acc)))
+            acc = []
+            if log and step % (every * 10) == 0:
+                log(f"prior: step {step}/{cfg.train_steps} loss {curve[-1]:.4f}")
+    prior.eval()
+    return prior, curve
+
+
+def load_or_train(task: str, dataset_id: str, max_action: float, cfg: PriorConfig,
+                  root: Path | None = None, log=None) -> tuple[ActionPrior, dict[str, Any]]:
+    """The prior for (task, dataset, cfg): loaded from its cache folder, or trained once and saved there.
+
+    Concurrent runs wait on a file lock instead of training the same prior twice."""
+    from dapbench.data.load import dapbench_metadata, load_transitions, open_dataset
+
+    meta = dapbench_metadata(open_dataset(dataset_id))
+    data_hash = meta.get("content_hash") or hashlib.sha256(dataset_id.encode()).hexdigest()
+    data = load_transitions(dataset_id)
+    obs_dim, act_dim = data.obs.shape[1], data.actions.shape[1]
+    key = prior_key(task, data_hash, obs_dim, act_dim, cfg)
+    folder = (root or Path(os.environ.get(PRIOR_ROOT_ENV, DEFAULT_PRIOR_ROOT))) / task / key
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "prior.pt"
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists():
+            t0 = time.perf_counter()
+            prior, curve = train_prior(data.obs, data.actions, max_action, cfg, log)
+            info = {"task": task, "dataset": dataset_id, "dataset_hash": data_hash, "key": key,
+                    "config": cfg.model_dump(mode="json"), "train_seconds": time.perf_counter() - t0,
+                    "loss_curve": curve, "transitions": len(data)}
+            buf = io.BytesIO()
+            torch.save({"state": prior.state_dict(), "info": info, "obs_dim": obs_dim, "act_dim": act_dim}, buf)
+            atomic_write(path, lambda f: f.write(buf.getbuffer()))
+            atomic_write(folder / "info.json", lambda f: f.write(json.dumps(info, indent=2).encode()))
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    prior = ActionPrior(blob["obs_dim"], blob["act_dim"], max_action, cfg)
+    prior.load_state_dict(blob["state"])
+    prior.eval()
+    return prior, {**blob["info"], "path": str(path)}
