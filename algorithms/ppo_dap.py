@@ -30,6 +30,7 @@ otherwise not a reference (docs/algorithms.md); the rest are ours and documented
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -54,7 +55,8 @@ class PPODAPConfig(PPOConfig):
     beta_max: float = Field(1.0, ge=0, description="final energy temperature beta (authors' code)")
     beta_anneal_frac: float = Field(0.3, gt=0, le=1, description="beta rises 0 -> beta_max over this share of "
                                     "training (authors' code)")
-    m_frac: float = Field(0.2, gt=0, le=1, description="m = ceil(m_frac K) proposals selected per state (authors' code)")
+    m_frac: float = Field(0.2, gt=0, le=1, description="m = ceil(m_frac K) proposals selected per state "
+                          "(authors' code)")
     lambda_aux: float = Field(1e-2, ge=0, description="auxiliary imitation loss weight (authors' code)")
     lambda_kl: float = Field(5e-3, ge=0, description="soft KL-to-prior weight, 0 = off (authors' code)")
     guidance: Literal["both", "energy", "gradient", "none"] = Field(
@@ -89,12 +91,22 @@ class QHead(nn.Module):
         super().__init__()
         sizes = [obs_dim + act_dim, *hidden]
         layers: list[nn.Module] = []
-        for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+        for a, b in itertools.pairwise(sizes):
             layers += [layer_init(nn.Linear(a, b)), nn.Tanh()]
         self.net = nn.Sequential(*layers, layer_init(nn.Linear(sizes[-1], 1), std=1.0))
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([obs, act], -1)).squeeze(-1)
+
+
+def energy_weights(q: torch.Tensor, beta: float) -> torch.Tensor:
+    """w_i = exp(beta Q_i) / sum_j exp(beta Q_j) over the K proposals of each state; q is (n, K)."""
+    return torch.softmax(beta * q, dim=1)
+
+
+def ess_over_k(w: torch.Tensor) -> float:
+    """Effective sample size per proposal, mean over states: (sum w)^2 / (K sum w^2); 1 = uniform, 1/K = collapse."""
+    return float(((w.sum(1) ** 2) / (w**2).sum(1) / w.shape[1]).mean())
 
 
 def gaussian_kl(mu1, std1, mu2, std2) -> torch.Tensor:
@@ -201,8 +213,8 @@ class PPODAP(PPO):
         self._q_loss = self.fit_q(batch)
         props, q = self.propose(batch.obs, batch.raw_obs)
         energy = c.guidance in ("both", "energy")
-        w = torch.softmax(self.beta * q, dim=1) if energy else torch.full_like(q, 1.0 / c.K)
-        self._ess = float(((w.sum(1) ** 2) / (w**2).sum(1) / c.K).mean())  # ESS / K
+        w = energy_weights(q, self.beta) if energy else torch.full_like(q, 1.0 / c.K)
+        self._ess = ess_over_k(w)
         idx = torch.multinomial(w, self.m, replacement=True, generator=self.gen)  # (n, m)
         selected = torch.gather(props, 1, idx[..., None].expand(-1, -1, props.shape[-1]))
         out = DAPBatch(**vars(batch), proposals=selected, prior_mu=props.mean(1),

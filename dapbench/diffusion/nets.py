@@ -51,5 +51,5 @@ class DenoiserNet(nn.Module):
 
     @property
     def lora_targets(self) -> list[str]:
-        """Names of the body's Linear layers (what PET adapts)."""
-        return [f"body.{i}" for i, m in enumerate(self.body) if isinstance(m, nn.Linear)]
+        """Names of the body's Linear layers (what PET adapts; once wrapped by peft, its LoRA layers)."""
+        return [f"body.{i}" for i, m in enumerate(self.body) if isinstance(m, nn.Linear) or hasattr(m, "base_layer")]

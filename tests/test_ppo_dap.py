@@ -1,0 +1,208 @@
+"""PPO-DAP: the prior, guidance, energy weights, PET, the on-policy audit, and resume."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from algorithms.ppo_dap import PPODAP, PPODAPConfig, energy_weights, ess_over_k
+from dapbench.algorithm import Context, Spaces
+from dapbench.data.load import load_transitions
+from dapbench.data.make import MakeRequest, _write, collect
+from dapbench.diffusion.nets import DenoiserConfig
+from dapbench.diffusion.prior import PriorConfig, train_prior
+from dapbench.diffusion.sampler import SamplerConfig, sample
+from dapbench.results.store import RunStore
+from dapbench.tasks import get_task
+from dapbench.training.env import TrainEnv
+from tests.conftest import cli, cli_subprocess, table, write_suite
+
+SMALL_PRIOR = {"train_steps": 300, "denoiser": {"hidden": 64, "depth": 2}}
+TINY = {"num_steps": 256, "num_minibatches": 4, "update_epochs": 2, "K": 4, "pet_every": 2, "pet_steps": 10,
+        "prior": SMALL_PRIOR}
+
+
+@pytest.fixture(scope="module")
+def env_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dap")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MINARI_DATASETS_PATH", str(root / "minari"))
+    mp.setenv("DAPBENCH_PRIORS", str(root / "priors"))
+    yield root
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def bimodal_dataset(env_dirs) -> str:
+    """Hopper logged with a behaviour policy whose actions are bimodal given the state (as in datasets
+    mixing two behaviour policies): a = 0.3 tanh(W s) + 0.5 e (1, -1, 1), e = +-1, plus N(0, 0.05^2)."""
+    task = get_task("hopper")
+    rng = np.random.default_rng(0)
+    W = rng.normal(size=(3, 11)) / np.sqrt(11)
+    direction = np.array([1.0, -1.0, 1.0])
+
+    def act(o: np.ndarray) -> np.ndarray:
+        e = rng.choice([-1.0, 1.0])
+        return (0.3 * np.tanh(W @ o) + 0.5 * e * direction + 0.05 * rng.normal(size=3)).astype(np.float32)
+
+    episodes = collect(task, act, 4000, seed=0)
+    req = MakeRequest("hopper", "random", seed=99, steps=4000)  # an id of its own: dapbench/hopper/random-s99-v0
+    _write(req, task, episodes, None, 0.0)
+    return req.id
+
+
+def _energy_score(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Mean energy score of samples x (n, S, d) for outcomes y (n, d): E||X - y|| - E||X - X'|| / 2."""
+    t1 = (x - y[:, None]).norm(dim=-1).mean(1)
+    t2 = (x[:, :, None] - x[:, None, :]).norm(dim=-1).mean((1, 2))
+    return float((t1 - 0.5 * t2).mean())
+
+
+def test_prior_samples_both_modes_of_a_two_mode_distribution() -> None:
+    g = torch.Generator().manual_seed(0)
+    obs = torch.randn(4000, 3, generator=g)
+    mode = (torch.randint(0, 2, (4000,), generator=g) * 2 - 1).float()
+    act = torch.stack([0.6 * mode, -0.3 * mode], 1) + 0.05 * torch.randn(4000, 2, generator=g)
+    prior, curve = train_prior(obs, act, 1.0, PriorConfig(denoiser=DenoiserConfig(hidden=64, depth=2),
+                                                           train_steps=2000))
+    assert curve[-1] < curve[0]
+    x = sample(prior.edm, prior.cond(torch.randn(2000, 3, generator=g)), SamplerConfig(),
+               torch.Generator().manual_seed(1))[:, 0]
+    up, down, between = ((x - 0.6).abs() < 0.15).float().mean(), ((x + 0.6).abs() < 0.15).float().mean(), (
+        x.abs() < 0.3).float().mean()
+    assert up > 0.3 and down > 0.3, f"modes: {up:.2f} near +0.6, {down:.2f} near -0.6"
+    assert between < 0.15, f"{between:.2f} of the samples fall between the modes"
+
+
+def test_prior_fits_held_out_logged_actions_better_than_gaussians(bimodal_dataset) -> None:
+    """Measure: the energy score of 16 samples per held-out state (lower is better), against an
+    unconditional Gaussian and a linear-conditional Gaussian a ~ N(W s + b, Sigma) fitted to the same data."""
+    t = load_transitions(bimodal_dataset, get_task("hopper"))
+    perm = torch.randperm(len(t), generator=torch.Generator().manual_seed(0))
+    tr, te = perm[: int(0.8 * len(t))], perm[int(0.8 * len(t)):]
+    prior, _ = train_prior(t.obs[tr], t.actions[tr], 1.0,
+                           PriorConfig(denoiser=DenoiserConfig(hidden=64, depth=2), train_steps=1500))
+    S, y = 16, t.actions[te]
+    x_prior = sample(prior.edm, prior.cond(t.obs[te].repeat_interleave(S, 0)), SamplerConfig(),
+                     torch.Generator().manual_seed(1)).view(len(te), S, -1)
+    noise = torch.randn(len(te), S, 3, generator=torch.Generator().manual_seed(2))
+    mu, cov = t.actions[tr].mean(0), torch.cov(t.actions[tr].T)
+    x_gauss = mu + noise @ torch.linalg.cholesky(cov).T
+    X = torch.cat([t.obs[tr], torch.ones(len(tr), 1)], 1)
+    W = torch.linalg.lstsq(X, t.actions[tr]).solution
+    res = t.actions[tr] - X @ W
+    x_lin = (torch.cat([t.obs[te], torch.ones(len(te), 1)], 1) @ W)[:, None] + noise @ torch.linalg.cholesky(
+        res.T @ res / len(tr)).T
+    es = {name: _energy_score(x, y) for name, x in (("prior", x_prior), ("gauss", x_gauss), ("linear", x_lin))}
+    assert es["prior"] < 0.95 * es["linear"] and es["linear"] < es["gauss"], es
+
+
+def test_gradient_guidance_raises_the_mean_q_of_proposals() -> None:
+    g = torch.Generator().manual_seed(0)
+    obs = torch.randn(3000, 3, generator=g)
+    act = torch.rand(3000, 2, generator=g) * 2 - 1  # uniform prior over the box
+    prior, _ = train_prior(obs, act, 1.0, PriorConfig(denoiser=DenoiserConfig(hidden=64, depth=2), train_steps=800))
+    target = torch.tensor([0.5, -0.5])
+
+    def q(a: torch.Tensor) -> torch.Tensor:  # a known critic: Q(s, a) = -||a - a*||^2
+        return -((a - target) ** 2).sum(-1)
+
+    def grad_q(_s, a):
+        with torch.enable_grad():
+            a = a.detach().requires_grad_(True)
+            return torch.autograd.grad(q(a).sum(), a)[0]
+
+    s = prior.cond(torch.randn(1000, 3, generator=g))
+    means = []
+    for alpha in (0.0, 0.1, 0.3):
+        a = sample(prior.edm, s, SamplerConfig(), torch.Generator().manual_seed(5), grad_q=grad_q, alpha_max=alpha)
+        means.append(float(q(a).mean()))
+    assert means[0] < means[1] < means[2], means
+
+
+def test_ess_over_k_is_one_at_beta_zero_and_falls_as_beta_grows() -> None:
+    q = torch.randn(500, 10, generator=torch.Generator().manual_seed(0))
+    ess = [ess_over_k(energy_weights(q, beta)) for beta in (0.0, 0.5, 1.0, 2.0, 5.0, 50.0)]
+    assert ess[0] == pytest.approx(1.0, abs=1e-6)
+    assert all(a > b for a, b in zip(ess, ess[1:], strict=False)), ess
+    assert ess[-1] < 0.2 and ess[-1] >= 0.1 - 1e-6  # collapse approaches 1/K
+
+
+def _algo(dataset: str, **cfg) -> tuple[PPODAP, TrainEnv]:
+    env = TrainEnv(get_task("hopper"), seed=0)
+    config = PPODAPConfig(**{**TINY, **cfg})
+    return PPODAP(config, Spaces(11, 3, env.low, env.high), Context(10_000, 0, "cpu", dataset, "hopper")), env
+
+
+def test_pet_changes_only_adapter_parameters_and_the_adapter_is_checkpointed(bimodal_dataset) -> None:
+    algo, env = _algo(bimodal_dataset, pet_lr=1e-3)
+    before = {n: p.detach().clone() for n, p in algo.prior.named_parameters()}
+    pet_params = {id(p) for group in algo.pet_optimizer.param_groups for p in group["params"]}
+    names = {n for n, p in algo.prior.named_parameters() if id(p) in pet_params}
+    assert names and all("lora_" in n for n in names), "only adapter parameters are in PET's optimiser"
+    algo.train_epoch(env, 512)
+    stats = algo.train_epoch(env, 512)  # pet_every=2: a PET round at the end of this epoch
+    assert "prior_kl_drift" in stats and stats["prior_kl_drift"] > 0
+    after = dict(algo.prior.named_parameters())
+    for n, p in after.items():
+        if "lora_" in n:
+            continue
+        assert torch.equal(p, before[n]), f"base weight {n} changed"
+    assert any(not torch.equal(after[n], before[n]) for n in names), "PET changed no adapter"
+
+    state = algo.state_dict()
+    assert any("lora_" in k for k in state["prior"])
+    fresh, _ = _algo(bimodal_dataset, pet_lr=1e-3)
+    fresh.load_state_dict(state)
+    lora_layers = [m for m in fresh.prior.modules() if hasattr(m, "lora_A")]
+    assert len(lora_layers) == len(fresh.prior.edm.net.lora_targets), "wrapped exactly once"
+    for (n, p), (_, q) in zip(algo.prior.named_parameters(), fresh.prior.named_parameters(), strict=True):
+        assert torch.equal(p, q), n
+
+
+def test_frozen_prior_has_no_pet_and_full_finetuning_trains_everything(bimodal_dataset) -> None:
+    frozen, _ = _algo(bimodal_dataset, pet="frozen")
+    assert frozen.pet_optimizer is None
+    full, _ = _algo(bimodal_dataset, pet="full")
+    n_opt = sum(p.numel() for g in full.pet_optimizer.param_groups for p in g["params"])
+    assert n_opt == sum(p.numel() for p in full.prior.parameters())
+
+
+def test_leaking_configuration_is_caught_by_the_audit(bimodal_dataset) -> None:
+    real, env = _algo(bimodal_dataset)
+    leaky, env2 = _algo(bimodal_dataset, leak_offline=0.25)
+    s_real, s_leak = real.train_epoch(env, 512), leaky.train_epoch(env2, 512)
+    assert s_real["oglr"] == 0.0 and s_real["spr"] == 0.0, "the real method is strictly on-policy"
+    assert s_leak["spr"] == pytest.approx(64 / (256 + 64))
+    assert s_leak["oglr"] > 0.05, s_leak["oglr"]
+    assert 0 < s_real["aux_grad_share"] < 1
+
+
+def test_ppo_dap_resumed_after_a_kill_is_bit_identical(bimodal_dataset, tmp_path: Path) -> None:
+    suite = write_suite(tmp_path / "dap.yaml", seeds=[0], algorithms=[{"name": "ppo-dap", "config": TINY}],
+                        budget={"total_steps": 6000, "steps_per_epoch": 1000}, dataset=bimodal_dataset)
+    assert cli("run", suite, "--results", tmp_path / "full") == 0
+    run = Path("hopper/ppo-dap/seed_0")
+    proc = cli_subprocess("run", suite, "--results", tmp_path / "killed")
+    store = RunStore(tmp_path / "killed" / run)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if store.status_path.exists() and store.status().epoch >= 3:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 3 <= store.status().epoch < 6
+    assert cli("run", suite, "--results", tmp_path / "killed") == 0
+    full, killed = table(tmp_path / "full" / run), table(tmp_path / "killed" / run)
+    pd.testing.assert_frame_equal(full, killed, check_exact=True)
+    assert {"oglr", "spr", "ess_k", "prior_kl_drift", "aux_grad_share"} <= set(full.columns)
+    assert full["prior_kl_drift"].notna().sum() == 3  # PET every 2 epochs
