@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import signal
 import time
 from pathlib import Path
@@ -130,7 +131,7 @@ def test_ess_over_k_is_one_at_beta_zero_and_falls_as_beta_grows() -> None:
     q = torch.randn(500, 10, generator=torch.Generator().manual_seed(0))
     ess = [ess_over_k(energy_weights(q, beta)) for beta in (0.0, 0.5, 1.0, 2.0, 5.0, 50.0)]
     assert ess[0] == pytest.approx(1.0, abs=1e-6)
-    assert all(a > b for a, b in zip(ess, ess[1:], strict=False)), ess
+    assert all(a > b for a, b in itertools.pairwise(ess)), ess
     assert ess[-1] < 0.2 and ess[-1] >= 0.1 - 1e-6  # collapse approaches 1/K
 
 

@@ -63,10 +63,20 @@ def test_bad_only_filter(smoke_suite: Path, capsys) -> None:
     assert "KEY one of task, algorithm, label, seed" in " ".join(capsys.readouterr().err.split())
 
 
-@pytest.mark.parametrize("name", ["smoke", "quick", "mujoco8"])
+@pytest.mark.parametrize("name", ["smoke", "quick", "mujoco8", "ablations"])
 def test_shipped_suites_validate(name: str) -> None:
     suite = load_suite(REPO / "suites" / f"{name}.yaml")
     assert len(expand(suite)) > 0
+
+
+def test_ablations_suite_varies_one_value_each() -> None:
+    specs = [s for s in expand(load_suite(REPO / "suites" / "ablations.yaml")) if s.seed == 0 and s.task == "hopper"]
+    by_label = {s.label: s for s in specs}
+    base = by_label["ppo-dap"].config
+    assert by_label["ppo-dap"].dataset == "dapbench/hopper/medium-v0" and by_label["ppo"].dataset is None
+    for label, spec in by_label.items():
+        if label.startswith("dap-"):
+            assert len([k for k in base if base[k] != spec.config[k]]) == 1, label
 
 
 def test_mujoco8_is_the_paper_grid() -> None:
