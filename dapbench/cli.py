@@ -189,6 +189,17 @@ def _prepare(specs: list[RunSpec], results: Path) -> list[Path]:
     return [st.dir for st in stores]
 
 
+def _make_command(task: str, name: str) -> str:
+    """The `data make` command for a dapbench dataset name like `medium-s1-n5000-v0`."""
+    parts = name.split("-")[:-1]  # drop the version
+    flags = {"s": "--seed", "n": "--steps", "b": "--behaviour-steps"}
+    cmd = f"python -m dapbench data make {task} --quality {parts[0]}"
+    for p in parts[1:]:
+        if p[:1] in flags and p[1:].isdigit():
+            cmd += f" {flags[p[:1]]} {p[1:]}"
+    return cmd
+
+
 def _ensure_datasets(path: Path, suite, specs: list[RunSpec]) -> None:
     """Make the missing datasets the suite knows how to make, before any run; refuse the others."""
     needed = sorted({s.dataset for s in specs if s.dataset})
@@ -205,8 +216,8 @@ def _ensure_datasets(path: Path, suite, specs: list[RunSpec]) -> None:
         lines = []
         for d in unknown:
             parts = d.split("/")
-            hint = (f"python -m dapbench data make {parts[1]} --quality {parts[2].split('-')[0]}"
-                    if len(parts) == 3 and parts[0] == "dapbench" else f"minari download {d}")
+            hint = (_make_command(parts[1], parts[2]) if len(parts) == 3 and parts[0] == "dapbench"
+                    else f"minari download {d}")
             lines.append(f"{d}: make it with `{hint}`, or add it to the suite's `datasets:` section")
         raise BadInputError(f"{path}: missing datasets, nothing was started:\n  " + "\n  ".join(lines))
     for d in missing:

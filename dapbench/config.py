@@ -65,11 +65,13 @@ class Budget(Strict):
 
 class AlgorithmEntry(Strict):
     """An algorithm in a suite: its registered `name`, a `label` naming the variant in run folders and
-    reports (default: the name), and `config` values overriding its defaults."""
+    reports (default: the name), `config` values overriding its defaults, and optionally the only `tasks`
+    it runs on (default: all the suite's tasks)."""
 
     name: str
     label: str | None = None
     config: dict[str, Any] = Field(default_factory=dict)
+    tasks: list[str] | None = None
 
     @property
     def key(self) -> str:
@@ -101,7 +103,7 @@ class DatasetEntry(Strict):
     def id(self) -> str:
         from dapbench.data.make import dataset_id
 
-        return dataset_id(self.task, self.quality, self.seed)
+        return dataset_id(self.task, self.quality, self.seed, self.steps, self.behaviour_steps)
 
     @field_validator("task")
     @classmethod
@@ -346,6 +348,11 @@ def _check_grid(suite: Suite, path: Path, lines: dict[tuple, int]) -> list[str]:
     """Checks that need the registries: override targets, algorithm configs, budget divisibility."""
     problems: list[str] = []
     labels = [a.key for a in suite.algorithms]
+    for i, a in enumerate(suite.algorithms):
+        for t in a.tasks or []:
+            if t not in suite.task_names:
+                problems.append(_problem(path, lines, ("algorithms", i, "tasks"),
+                                         f"task {t!r} is not in the suite's tasks ({', '.join(suite.task_names)})"))
     for i, o in enumerate(suite.overrides):
         for t in o.tasks or []:
             if t not in suite.task_names:
@@ -385,6 +392,8 @@ def _cells(suite: Suite):
     """Yield (partial spec dict, YAML location of its config) for every task x algorithm x seed."""
     for task in suite.task_names:
         for ai, entry in enumerate(suite.algorithms):
+            if entry.tasks is not None and task not in entry.tasks:
+                continue
             budget, evaluation, device, dataset = suite.budget, suite.evaluation, suite.device, suite.dataset
             config, where = dict(entry.config), ("algorithms", ai, "config")
             for oi, o in enumerate(suite.overrides):

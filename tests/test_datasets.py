@@ -47,7 +47,8 @@ def made(data_dirs):
 
 
 def test_make_list_show_validate_on_a_real_task(made, data_dirs, capsys) -> None:
-    assert made["medium"] == "dapbench/hopper/medium-v0"
+    assert made["medium"] == "dapbench/hopper/medium-n1500-b10000-v0"
+    assert made["replay"] == "dapbench/hopper/replay-b10000-v0" and made["random"] == "dapbench/hopper/random-n1500-v0"
     assert cli("data", "list") == 0
     out = capsys.readouterr().out
     for ds_id in made.values():
@@ -96,7 +97,7 @@ def test_same_command_same_content_hash(made, data_dirs) -> None:
         make(_req(q, behaviour_root=data_dirs / "behaviour-again"), force=True, log=lambda *_: None)
         assert dapbench_metadata(open_dataset(made[q]))["content_hash"] == first
     other = make(_req("random", seed=1), log=lambda *_: None)
-    assert other == "dapbench/hopper/random-s1-v0"
+    assert other == "dapbench/hopper/random-s1-n1500-v0"
     assert dapbench_metadata(open_dataset(other))["content_hash"] != first
 
 
@@ -185,12 +186,12 @@ def needs_data_algo(monkeypatch):
 def test_run_makes_missing_datasets_first(needs_data_algo, data_dirs, tmp_path, capsys) -> None:
     suite = write_suite(tmp_path / "s.yaml", seeds=[0], algorithms=[{"name": "needs-data", "config": {
         "num_steps": 256, "num_minibatches": 4, "update_epochs": 1}}], budget={"total_steps": 1000,
-        "steps_per_epoch": 1000}, dataset="dapbench/hopper/random-s7-v0",
+        "steps_per_epoch": 1000}, dataset="dapbench/hopper/random-s7-n800-v0",
         datasets=[{"task": "hopper", "quality": "random", "seed": 7, "steps": 800}])
     assert cli("run", suite, "--results", tmp_path / "r") == 0
     out = capsys.readouterr().out
-    assert "making dataset dapbench/hopper/random-s7-v0 first" in out and "1 done, 0 failed" in out
-    assert "dapbench/hopper/random-s7-v0" in (tmp_path / "r/hopper/needs-data/seed_0/spec.yaml").read_text()
+    assert "making dataset dapbench/hopper/random-s7-n800-v0 first" in out and "1 done, 0 failed" in out
+    assert "dapbench/hopper/random-s7-n800-v0" in (tmp_path / "r/hopper/needs-data/seed_0/spec.yaml").read_text()
 
 
 def test_missing_dataset_without_a_recipe_starts_nothing(needs_data_algo, data_dirs, tmp_path, capsys) -> None:
@@ -200,3 +201,12 @@ def test_missing_dataset_without_a_recipe_starts_nothing(needs_data_algo, data_d
     err = " ".join(capsys.readouterr().err.split())
     assert "dapbench/walker2d/medium-v0: make it with `python -m dapbench data make walker2d --quality medium`" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_make_command_hint_round_trips_the_id() -> None:
+    from dapbench.cli import _make_command
+    from dapbench.data.make import dataset_id
+
+    assert dataset_id("ant", "expert", 2, 5000, 300000) == "dapbench/ant/expert-s2-n5000-b300000-v0"
+    assert _make_command("ant", "expert-s2-n5000-b300000-v0") == (
+        "python -m dapbench data make ant --quality expert --seed 2 --steps 5000 --behaviour-steps 300000")

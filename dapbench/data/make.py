@@ -44,9 +44,18 @@ EXPERT_WINDOW = 5  # epochs averaged for R_expert
 BEHAVIOUR_ROOT = Path("results/behaviour")
 
 
-def dataset_id(task: str, quality: str, seed: int = 0) -> str:
-    """`dapbench/<task>/<quality>-v0` for seed 0, `dapbench/<task>/<quality>-s<seed>-v0` otherwise."""
-    return f"dapbench/{task}/{quality}{'' if seed == 0 else f'-s{seed}'}-v0"
+def dataset_id(task: str, quality: str, seed: int = 0, steps: int = DEFAULT_STEPS,
+               behaviour_steps: int | None = None) -> str:
+    """`dapbench/<task>/<quality>[-s<seed>][-n<steps>][-b<behaviour steps>]-v0`, each part only when it is
+    not the default, so datasets made differently never share an id."""
+    name = quality
+    if seed:
+        name += f"-s{seed}"
+    if steps != DEFAULT_STEPS and quality != "replay":
+        name += f"-n{steps}"
+    if behaviour_steps is not None and quality != "random":
+        name += f"-b{behaviour_steps}"
+    return f"dapbench/{task}/{name}-v0"
 
 
 @dataclass(frozen=True)
@@ -60,7 +69,7 @@ class MakeRequest:
 
     @property
     def id(self) -> str:
-        return dataset_id(self.task, self.quality, self.seed)
+        return dataset_id(self.task, self.quality, self.seed, self.steps, self.behaviour_steps)
 
 
 def behaviour_spec(task: TaskInfo, seed: int, total_steps: int) -> RunSpec:
