@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -210,8 +211,11 @@ class PPODAP(PPO):
 
     def process_batch(self, batch: Batch) -> Batch:
         c = self.cfg
+        t0 = time.perf_counter()
         self._q_loss = self.fit_q(batch)
+        t1 = time.perf_counter()
         props, q = self.propose(batch.obs, batch.raw_obs)
+        self._times = {"time_q_fit_s": t1 - t0, "time_proposals_s": time.perf_counter() - t1}
         energy = c.guidance in ("both", "energy")
         w = energy_weights(q, self.beta) if energy else torch.full_like(q, 1.0 / c.K)
         self._ess = ess_over_k(w)
@@ -280,6 +284,7 @@ class PPODAP(PPO):
             "aux_grad_share": aux_n / (norm(g_ppo_actor) + aux_n),
             "q_loss": self._q_loss,
             "beta": self.beta,
+            **self._times,
         }
 
     # ----- PET ---------------------------------------------------------------------------------------
@@ -299,7 +304,7 @@ class PPODAP(PPO):
 
     def pet_round(self) -> dict[str, float]:
         """Adapt the prior on the on-policy (s, a) pairs since the last round with its denoising loss."""
-        c = self.cfg
+        c, t0 = self.cfg, time.perf_counter()
         obs = torch.as_tensor(np.concatenate(self.pet_obs), device=self.device)
         act = torch.as_tensor(np.concatenate(self.pet_act), device=self.device)
         self.pet_obs, self.pet_act = [], []
@@ -315,7 +320,8 @@ class PPODAP(PPO):
             losses.append(loss.item())
         self.prior.eval()
         mu1, std1 = self._probe_moments()
-        return {"pet_loss": float(np.mean(losses)), "prior_kl_drift": float(gaussian_kl(mu1, std1, mu0, std0).mean())}
+        return {"pet_loss": float(np.mean(losses)), "prior_kl_drift": float(gaussian_kl(mu1, std1, mu0, std0).mean()),
+                "time_pet_s": time.perf_counter() - t0}
 
     # ----- checkpointing ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from dapbench.cli import main
-from dapbench.training.trainer import TIMING_COLUMNS
+from dapbench.training.trainer import timing_columns
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "suites" / "smoke.yaml"
@@ -36,7 +36,8 @@ def cli_subprocess(*args: str, env: dict | None = None, **kw) -> subprocess.Pope
 
 def table(run_dir: Path) -> pd.DataFrame:
     """A run's per-epoch table without the machine-dependent timing columns."""
-    return pd.read_parquet(Path(run_dir) / "metrics.parquet").drop(columns=list(TIMING_COLUMNS))
+    df = pd.read_parquet(Path(run_dir) / "metrics.parquet")
+    return df.drop(columns=timing_columns(df.columns))
 
 
 @pytest.fixture

@@ -39,6 +39,12 @@ TIMING_COLUMNS = (
     "peak_rss_mb", "cuda_peak_mb",
 )
 CHECKPOINT_VERSION = 1
+
+
+def timing_columns(columns) -> list[str]:
+    """The columns that depend on the machine's load: TIMING_COLUMNS and any algorithm statistic named
+    `time_*` (e.g. PPO-DAP's `time_proposals_s`). Determinism checks compare every other column."""
+    return [c for c in columns if c in TIMING_COLUMNS or c.startswith("time_")]
 NAN_SWITCH = "DAPBENCH_TEST_INJECT_NAN_AT_EPOCH"  # test-only: make the loss of that epoch NaN
 
 
