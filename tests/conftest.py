@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -32,6 +34,26 @@ def cli_subprocess(*args: str, env: dict | None = None, **kw) -> subprocess.Pope
     return subprocess.Popen([sys.executable, "-m", "dapbench", *map(str, args)], cwd=REPO,
                             env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, **kw)
+
+
+def run_and_kill(suite: Path, results: Path, run_dir: Path, after_epoch: int, timeout: float = 300) -> int:
+    """Run `suite` in a subprocess, SIGKILL it mid-epoch once `run_dir` has finished `after_epoch` epochs;
+    return the epochs it had finished."""
+    from dapbench.results.store import RunStore
+
+    proc = cli_subprocess("run", suite, "--results", results)
+    store = RunStore(run_dir)
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if store.status_path.exists() and store.status().epoch >= after_epoch:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    time.sleep(0.3)  # land mid-epoch
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert store.status().state == "running"
+    return store.status().epoch
 
 
 def table(run_dir: Path) -> pd.DataFrame:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import signal
-import time
 from pathlib import Path
 
 import pandas as pd
 
 from dapbench.results.store import RunStore
-from tests.conftest import cli, cli_subprocess, table, write_suite
+from tests.conftest import cli, run_and_kill, table, write_suite
 
 RUN = Path("hopper/ppo/seed_0")
 
@@ -26,19 +24,9 @@ def test_sigkill_and_resume_equals_uninterrupted(tmp_path: Path) -> None:
     suite = write_suite(tmp_path / "s.yaml", seeds=[0], budget={"total_steps": 8000, "steps_per_epoch": 1000})
     assert cli("run", suite, "--results", tmp_path / "full") == 0
 
-    proc = cli_subprocess("run", suite, "--results", tmp_path / "killed")
+    killed_at = run_and_kill(suite, tmp_path / "killed", tmp_path / "killed" / RUN, after_epoch=3)
+    assert 3 <= killed_at < 8
     store = RunStore(tmp_path / "killed" / RUN)
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if store.status_path.exists() and store.status().epoch >= 3:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run finished before it could be killed"
-    time.sleep(0.3)  # land mid-epoch
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    killed_at = store.status().epoch
-    assert store.status().state == "running" and 3 <= killed_at < 8
 
     assert cli("run", suite, "--results", tmp_path / "killed") == 0
     assert store.status().state == "done"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import signal
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +17,9 @@ from dapbench.data.make import MakeRequest, _write, collect
 from dapbench.diffusion.nets import DenoiserConfig
 from dapbench.diffusion.prior import PriorConfig, train_prior
 from dapbench.diffusion.sampler import SamplerConfig, sample
-from dapbench.results.store import RunStore
 from dapbench.tasks import get_task
 from dapbench.training.env import TrainEnv
-from tests.conftest import cli, cli_subprocess, table, write_suite
+from tests.conftest import cli, run_and_kill, table, write_suite
 
 SMALL_PRIOR = {"train_steps": 300, "denoiser": {"hidden": 64, "depth": 2}}
 TINY = {"num_steps": 256, "num_minibatches": 4, "update_epochs": 2, "K": 4, "pet_every": 2, "pet_steps": 10,
@@ -190,18 +187,7 @@ def test_ppo_dap_resumed_after_a_kill_is_bit_identical(bimodal_dataset, tmp_path
                         budget={"total_steps": 6000, "steps_per_epoch": 1000}, dataset=bimodal_dataset)
     assert cli("run", suite, "--results", tmp_path / "full") == 0
     run = Path("hopper/ppo-dap/seed_0")
-    proc = cli_subprocess("run", suite, "--results", tmp_path / "killed")
-    store = RunStore(tmp_path / "killed" / run)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if store.status_path.exists() and store.status().epoch >= 3:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run finished before it could be killed"
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert 3 <= store.status().epoch < 6
+    assert 3 <= run_and_kill(suite, tmp_path / "killed", tmp_path / "killed" / run, after_epoch=3) < 6
     assert cli("run", suite, "--results", tmp_path / "killed") == 0
     full, killed = table(tmp_path / "full" / run), table(tmp_path / "killed" / run)
     pd.testing.assert_frame_equal(full, killed, check_exact=True)

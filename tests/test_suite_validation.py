@@ -63,7 +63,7 @@ def test_bad_only_filter(smoke_suite: Path, capsys) -> None:
     assert "KEY one of task, algorithm, label, seed" in " ".join(capsys.readouterr().err.split())
 
 
-@pytest.mark.parametrize("name", ["smoke", "quick", "mujoco8", "ablations"])
+@pytest.mark.parametrize("name", ["smoke", "quick", "mujoco8", "ablations", "dap-vs-ppo"])
 def test_shipped_suites_validate(name: str) -> None:
     suite = load_suite(REPO / "suites" / f"{name}.yaml")
     assert len(expand(suite)) > 0
