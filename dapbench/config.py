@@ -278,19 +278,14 @@ def _pydantic_problems(path: Path, lines: dict[tuple, int], err: ValidationError
     for e in err.errors():
         loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p in ("list", "int", "literal"))))
         loc = prefix + tuple(loc)
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "value_error":
-            pass
-        elif e["type"] == "extra_forbidden":
+        msg = e["msg"].removeprefix("Value error, ")  # our validators' messages already say what was given
+        if e["type"] == "extra_forbidden":
             msg = "unknown key"
-            parent = loc[:-1]
-            allowed = _allowed_keys(parent, prefix)
+            allowed = _allowed_keys(loc[:-1], prefix)
             if allowed:
                 msg += f"; allowed keys: {', '.join(allowed)}"
-        elif e["type"] == "literal_error":
+        elif e["type"] != "value_error" and not isinstance(e.get("input"), dict | list):
             msg = f"{msg} (got {e.get('input')!r})"
-        elif "input" in e and not isinstance(e["input"], dict | list):
-            msg = f"{msg} (got {e['input']!r})"
         out.append(_problem(path, lines, loc, msg))
     return sorted(set(out), key=out.index)
 
