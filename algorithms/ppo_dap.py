@@ -9,9 +9,12 @@ Two stages, strictly on-policy:
    w_i = softmax_i(beta Q(s, a_i)), beta annealed 0 -> beta_max over the first 30% of training; m =
    ceil(0.2 K) of them are drawn from w. They reach the actor only through
        L_aux = lambda_aux E_s[ -1/m sum_j log pi_theta(a_sel_j | s) ]
-             + lambda_KL E_s[ KL(pi_theta(.|s) || N(mu_K(s), sigma_K(s)^2)) ],
-   the second a soft KL to the Gaussian moment-matched to the K proposals (the diffusion prior has no
-   closed-form density; this reading is ours). Every f epochs the prior is adapted (PET) with LoRA
+             + lambda_KL E_s[ KL(N(mu_K(s), sigma_K(s)^2) || pi_theta(.|s)) ],
+   the second a soft KL from the Gaussian moment-matched to the K proposals (the diffusion prior has no
+   closed-form density; this reading is ours). It is taken in the imitation loss's direction
+   (E_prior[-log pi] + const): the other direction, KL(pi || N_K), explodes when the proposals collapse
+   onto an action bound (sigma_K -> 0), which logged, clipped actions make common; we measured it
+   wreck the policy in its first epoch on Hopper. Every f epochs the prior is adapted (PET) with LoRA
    through `peft` on the on-policy (s, a) pairs of those epochs with its denoising loss: only the adapter
    parameters are in that optimiser, the base weights stay bit-identical.
 A Q(s, a) head (PPO has only V) is fitted on each rollout with the one-step target
@@ -254,7 +257,7 @@ class PPODAP(PPO):
         stats = {"aux_nll": imitation.item()}
         if c.lambda_kl > 0:
             mean = self.agent.actor_mean(mb.obs)
-            kl = gaussian_kl(mean, self.agent.actor_logstd.exp().expand_as(mean), mb.prior_mu, mb.prior_std).mean()
+            kl = gaussian_kl(mb.prior_mu, mb.prior_std, mean, self.agent.actor_logstd.exp().expand_as(mean)).mean()
             loss = loss + c.lambda_kl * kl
             stats["prior_kl"] = kl.item()
         return loss, stats

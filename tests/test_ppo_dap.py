@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from algorithms.ppo_dap import PPODAP, PPODAPConfig, energy_weights, ess_over_k
+from algorithms.ppo_dap import PPODAP, DAPBatch, PPODAPConfig, energy_weights, ess_over_k
 from dapbench.algorithm import Context, Spaces
 from dapbench.data.load import load_transitions
 from dapbench.data.make import MakeRequest, _write, collect
@@ -162,6 +162,19 @@ def test_pet_changes_only_adapter_parameters_and_the_adapter_is_checkpointed(bim
     assert len(lora_layers) == len(fresh.prior.edm.net.lora_targets), "wrapped exactly once"
     for (n, p), (_, q) in zip(algo.prior.named_parameters(), fresh.prior.named_parameters(), strict=True):
         assert torch.equal(p, q), n
+
+
+def test_soft_kl_stays_bounded_when_proposals_collapse_on_a_bound(bimodal_dataset) -> None:
+    """Proposals all at the action bound (sigma_K at its 1e-3 floor): the soft-KL term must stay small."""
+    algo, _ = _algo(bimodal_dataset)
+    n, z = 8, torch.zeros(8)
+    mb = DAPBatch(obs=torch.zeros(n, 11), actions=torch.zeros(n, 3), logprobs=z, values=z, advantages=z, returns=z,
+                  origin=torch.zeros(n, dtype=torch.uint8), raw_obs=torch.zeros(n, 11),
+                  proposals=torch.ones(n, algo.m, 3), prior_mu=torch.ones(n, 3), prior_std=torch.full((n, 3), 1e-3))
+    loss, stats = algo.auxiliary_loss(mb)
+    # per dimension at most ln(sigma_pi / 1e-3) + ((1 - mu_pi)^2 + 1e-6) / (2 sigma_pi^2) - 1/2 ~ 7.4 with sigma_pi 1;
+    # the other direction, KL(pi || N_K), would be ~ 1 / (2e-6) = 500,000 per dimension here
+    assert torch.isfinite(loss) and stats["prior_kl"] < 3 * 7.5, stats
 
 
 def test_frozen_prior_has_no_pet_and_full_finetuning_trains_everything(bimodal_dataset) -> None:
