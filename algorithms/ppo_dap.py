@@ -134,8 +134,9 @@ class PPODAP(PPO):
         from dapbench.data.load import load_transitions
 
         self.max_action = float(np.max(np.abs(spaces.act_high)))
+        offline = load_transitions(context.dataset)
         self.prior, self.prior_info = load_or_train(context.task or "task", context.dataset, self.max_action,
-                                                     c.prior)
+                                                     c.prior, data=offline)
         if c.pet == "lora":
             from peft import LoraConfig, get_peft_model  # slow import: only here
 
@@ -151,7 +152,6 @@ class PPODAP(PPO):
         self.q_optimizer = torch.optim.Adam(self.q.parameters(), lr=c.q_lr, eps=1e-5)
         self.gen = torch.Generator(device=self.device).manual_seed(context.seed + 1)  # proposals, PET noise
         self.m = math.ceil(c.m_frac * c.K)
-        offline = load_transitions(context.dataset)
         self.offline = offline.to(self.device) if c.leak_offline > 0 else None
         self.probe = offline.obs[torch.linspace(0, len(offline) - 1, c.probe_states).long()].to(self.device)
         self.epochs_done = 0
@@ -266,7 +266,7 @@ class PPODAP(PPO):
     def diagnostics(self, b: DAPBatch) -> dict[str, float]:
         """OGLR, SPR and the auxiliary gradient share, on the whole batch before the update."""
         c = self.cfg
-        params = [p for p in self.agent.parameters()]
+        params = list(self.agent.parameters())
         actor = [*self.agent.actor_mean.parameters(), self.agent.actor_logstd]
         logp, _ = self.agent.log_prob_entropy(b.obs, b.actions)
         adv = (b.advantages - b.advantages.mean()) / (b.advantages.std() + 1e-8)

@@ -93,15 +93,16 @@ def train_prior(obs: torch.Tensor, actions: torch.Tensor, max_action: float, cfg
 
 
 def load_or_train(task: str, dataset_id: str, max_action: float, cfg: PriorConfig,
-                  root: Path | None = None, log=None) -> tuple[ActionPrior, dict[str, Any]]:
+                  root: Path | None = None, log=None, data=None) -> tuple[ActionPrior, dict[str, Any]]:
     """The prior for (task, dataset, cfg): loaded from its cache folder, or trained once and saved there.
 
-    Concurrent runs wait on a file lock instead of training the same prior twice."""
+    `data`: the dataset's `Transitions` if the caller has already loaded them. Concurrent runs wait on a
+    file lock instead of training the same prior twice."""
     from dapbench.data.load import dapbench_metadata, load_transitions, open_dataset
 
     meta = dapbench_metadata(open_dataset(dataset_id))
     data_hash = meta.get("content_hash") or hashlib.sha256(dataset_id.encode()).hexdigest()
-    data = load_transitions(dataset_id)
+    data = data if data is not None else load_transitions(dataset_id)
     obs_dim, act_dim = data.obs.shape[1], data.actions.shape[1]
     key = prior_key(task, data_hash, obs_dim, act_dim, cfg)
     folder = (root or Path(os.environ.get(PRIOR_ROOT_ENV, DEFAULT_PRIOR_ROOT))) / task / key
