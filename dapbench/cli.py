@@ -178,12 +178,17 @@ def _dry_run(name: str, specs: list[RunSpec], results: Path) -> None:
         console.print(f"  [dim]not runnable yet: {r}[/dim]")
 
 
-def _prepare(specs: list[RunSpec], results: Path) -> list[Path]:
-    """Check every run folder against its spec, then create the new ones. Raises before creating anything."""
-    stores = [RunStore(results / s.relpath()) for s in specs]
-    for store, spec in zip(stores, specs, strict=True):
+def _check_folders(specs: list[RunSpec], results: Path) -> None:
+    """Refuse (creating nothing) if an existing run folder holds a different spec."""
+    for spec in specs:
+        store = RunStore(results / spec.relpath())
         if store.spec_path.exists() and store.read_spec().hash != spec.hash:
             store.init(spec)  # raises the detailed mismatch error
+
+
+def _prepare(specs: list[RunSpec], results: Path) -> list[Path]:
+    """Create the run folders (or confirm existing ones hold the same spec)."""
+    stores = [RunStore(results / s.relpath()) for s in specs]
     for store, spec in zip(stores, specs, strict=True):
         store.init(spec)
     return [st.dir for st in stores]
@@ -248,6 +253,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         specs = [s for s in specs if s.runnable]
     if args.jobs is not None and args.jobs < 1:
         raise BadInputError(f"--jobs must be at least 1 (got {args.jobs})")
+    _check_folders(specs, results)  # before any dataset is made; nothing is created on bad input
     _ensure_datasets(args.suite, suite, specs)
     dirs = _prepare(specs, results)
     todo = [d for d in dirs if RunStore(d).status().state != "done"]
@@ -262,9 +268,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             console.print(f"{o.state} {rel}" + (f" ({o.error})" if o.error else ""))
 
-    from dapbench.launch.launchers import default_jobs, launch
+    from dapbench.launch.launchers import launch
 
-    outcomes = launch(launcher, todo, args.jobs or suite.launcher.jobs or default_jobs(), report)
+    outcomes = launch(launcher, todo, args.jobs or suite.launcher.jobs, report)
     counts = Counter(o.state for o in outcomes)
     console.print(f"results in {results}/: {len(specs) - len(todo) + counts['done']} done, {counts['failed']} failed"
                   + (f", {counts['running']} running elsewhere" if counts["running"] else ""))
