@@ -144,8 +144,8 @@ class PPODAP(PPO):
             self.peft_model = get_peft_model(net, LoraConfig(r=c.lora_rank, lora_alpha=c.lora_alpha,
                                                              target_modules=net.lora_targets, lora_dropout=0.0))
         self.prior.to(self.device)
-        for p in self.prior.parameters():
-            p.requires_grad_(c.pet == "full" or (c.pet == "lora" and "lora_" in _name_of(self.prior, p)))
+        for name, p in self.prior.named_parameters():
+            p.requires_grad_(c.pet == "full" or (c.pet == "lora" and "lora_" in name))
         trainable = [p for p in self.prior.parameters() if p.requires_grad]
         self.pet_optimizer = torch.optim.Adam(trainable, lr=c.pet_lr) if trainable else None
         self.q = QHead(spaces.obs_dim, spaces.act_dim, c.q_hidden).to(self.device)
@@ -275,7 +275,8 @@ class PPODAP(PPO):
         n = len(b)
         g_all = torch.autograd.grad(per_sample.sum() / n, params, retain_graph=True)
         g_off = torch.autograd.grad((per_sample * (1 - fresh)).sum() / n, params, retain_graph=True)
-        g_ppo_actor = torch.autograd.grad(per_sample.sum() / n, actor, retain_graph=True)
+        actor_ids = {id(p) for p in actor}
+        g_ppo_actor = [g for p, g in zip(params, g_all, strict=True) if id(p) in actor_ids]
         aux, _ = self.auxiliary_loss(b)
         g_aux = torch.autograd.grad(aux, actor, allow_unused=True)
         norm = lambda gs: float(torch.sqrt(sum((g**2).sum() for g in gs if g is not None)))  # noqa: E731
@@ -344,10 +345,6 @@ class PPODAP(PPO):
         self.gen.set_state(s["gen"])
         self.epochs_done = s["epochs_done"]
         self.pet_obs, self.pet_act = list(s["pet_obs"]), list(s["pet_act"])
-
-
-def _name_of(module: nn.Module, param: torch.Tensor) -> str:
-    return next(n for n, p in module.named_parameters() if p is param)
 
 
 __all__ = ["PPODAP", "ActionPrior", "PPODAPConfig"]
