@@ -121,6 +121,23 @@ def _parser() -> argparse.ArgumentParser:
                     "removed afterwards)")
     rp.add_argument("--rtol", type=float, default=0.0, help="relative tolerance per value when the software stack "
                     "differs (on the same stack only bit-identity counts)")
+
+    ck = sub.add_parser("check", formatter_class=_Formatter, help="regression checks of a results folder against a "
+                        "stored baseline (exit 0: pass, 1: regression, 2: bad input)",
+                        description="Compare per-task, per-algorithm final return and ALC@40 (bootstrap interval of "
+                        "the difference), speed (steps/s over the raw env steps/s measured in the same run), peak "
+                        "memory and audit metrics against a baseline file; --repeat also requires bit-identical "
+                        "tables between two runs of the same suite. Tolerances: docs/regression.md.")
+    ck.add_argument("results", type=Path, help="a results folder (e.g. what `run --results DIR` wrote)")
+    ck.add_argument("--baseline", type=Path, required=True, help="baseline JSON, e.g. results/baselines/ci.json")
+    ck.add_argument("--update", action="store_true", help="write the baseline from RESULTS instead of checking")
+    ck.add_argument("--repeat", type=Path, default=None, metavar="OTHER", help="a second results folder of the same "
+                    "suite: every table must equal its twin's (determinism gate)")
+    ck.add_argument("--reps", type=int, default=2000, help="bootstrap repetitions")
+    ck.add_argument("--rel-tol", type=float, default=0.10, help="learning: relative drop that counts as material")
+    ck.add_argument("--abs-tol", type=float, default=1.0, help="learning: smallest drop that counts as material")
+    ck.add_argument("--speed-tol", type=float, default=0.30, help="speed: allowed relative slowdown")
+    ck.add_argument("--mem-tol", type=float, default=0.20, help="memory: allowed relative growth")
     return p
 
 
@@ -448,8 +465,37 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from dapbench.regression import Tolerances, run_check, write_baseline
+
+    if args.update:
+        b = write_baseline(args.results, args.baseline, " ".join(sys.argv))
+        console.print(f"baseline written to {args.baseline}: {len(b.cells)} cells "
+                      f"({', '.join(f'{k} x {len(c.seeds)} seeds' for k, c in b.cells.items())})")
+        return 0
+    tol = Tolerances(rel_tol=args.rel_tol, abs_tol=args.abs_tol, speed_tol=args.speed_tol, mem_tol=args.mem_tol,
+                     reps=args.reps)
+    verdicts, notes = run_check(args.results, args.baseline, tol, args.repeat)
+    table = Table(title=f"{args.results} against {args.baseline}")
+    for col in ("cell", "check", "baseline", "new", "detail", "verdict"):
+        table.add_column(col, overflow="fold")
+    for v in verdicts:
+        verdict = "[green]pass[/green]" if v.ok else "[red]FAIL[/red]"
+        table.add_row(v.cell, v.check, v.baseline, v.new, v.detail, verdict)
+    console.print(table)
+    for n in notes:
+        console.print(f"note: {n}")
+    failed = [v for v in verdicts if not v.ok]
+    if failed:
+        console.print(f"[red]{len(failed)} of {len(verdicts)} checks failed[/red]: "
+                      + "; ".join(f"{v.cell} {v.check} ({v.detail})" for v in failed))
+        return 1
+    console.print(f"[green]all {len(verdicts)} checks passed[/green]")
+    return 0
+
+
 COMMANDS = {"run": cmd_run, "status": cmd_status, "tasks": cmd_tasks, "algos": cmd_algos, "data": cmd_data,
-            "reproduce": cmd_reproduce}
+            "reproduce": cmd_reproduce, "check": cmd_check}
 
 
 def main(argv: list[str] | None = None) -> int:
