@@ -77,6 +77,8 @@ class PPODAPConfig(PPOConfig):
     q_lr: float = Field(3e-4, gt=0, description="Q head step size (ours)")
     q_epochs: int = Field(2, gt=0, description="passes over each rollout to fit Q (ours)")
     probe_states: int = Field(128, gt=0, description="fixed states for the prior KL drift estimate (ours)")
+    proposal_chunk: int = Field(512, gt=0, description="states per proposal batch: bounds peak memory, same "
+                                "work (ours)")
     proposal_frac: float = Field(1.0, gt=0, le=1, description="share of each rollout's states that get proposals "
                                  "and the auxiliary loss (1 = all, as the paper; < 1 trades signal for speed)")
     prior: PriorConfig = Field(PriorConfig(), description="the offline prior (DTQL's network and EDM)")
@@ -144,12 +146,11 @@ class PPODAP(PPO):
         c = self.cfg
         if context.dataset is None:
             raise ValueError("ppo-dap needs a logged dataset (context.dataset)")
-        from dapbench.data.load import load_transitions
+        from dapbench.data.load import load_transitions, observations_at
 
         self.max_action = float(np.max(np.abs(spaces.act_high)))
-        offline = load_transitions(context.dataset)
         self.prior, self.prior_info = load_or_train(context.task or "task", context.dataset, self.max_action,
-                                                     c.prior, data=offline)
+                                                     c.prior)  # loads the logged data only if it must train
         if c.pet == "lora":
             from peft import LoraConfig, get_peft_model  # slow import: only here
 
@@ -165,8 +166,8 @@ class PPODAP(PPO):
         self.q_optimizer = torch.optim.Adam(self.q.parameters(), lr=c.q_lr, eps=1e-5)
         self.gen = torch.Generator(device=self.device).manual_seed(context.seed + 1)  # proposals, PET noise
         self.m = math.ceil(c.m_frac * c.K)
-        self.offline = offline.to(self.device) if c.leak_offline > 0 else None
-        self.probe = offline.obs[torch.linspace(0, len(offline) - 1, c.probe_states).long()].to(self.device)
+        self.offline = load_transitions(context.dataset).to(self.device) if c.leak_offline > 0 else None
+        self.probe = observations_at(context.dataset, c.probe_states).to(self.device)
         self.epochs_done = 0
         self.pet_obs: list[np.ndarray] = []  # on-policy (s, a) since the last PET round
         self.pet_act: list[np.ndarray] = []
@@ -209,21 +210,26 @@ class PPODAP(PPO):
         return self.cfg.beta_max * min(1.0, progress / self.cfg.beta_anneal_frac)
 
     def propose(self, obs_n: torch.Tensor, raw_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """K guided proposals per state (n, K, act) and their Q values (n, K)."""
-        c, (n, K) = self.cfg, (obs_n.shape[0], self.cfg.K)
-        obs_rep, raw_rep = obs_n.repeat_interleave(K, 0), raw_obs.repeat_interleave(K, 0)
-
-        def grad_q(_s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-            with torch.enable_grad():
-                a = a.detach().requires_grad_(True)
-                return torch.autograd.grad(self.q(obs_rep, a).sum(), a)[0]
-
+        """K guided proposals per state (n, K, act) and their Q values (n, K), `proposal_chunk` states at a
+        time (the same work; the peak memory of one chunk's denoiser activations instead of the rollout's)."""
+        c, K = self.cfg, self.cfg.K
         guided = c.guidance in ("both", "gradient")
-        actions = sample(self.prior.edm, self.prior.cond(raw_rep), c.sampler, self.gen,
-                         grad_q=grad_q if guided else None, alpha_max=c.alpha_max)
+        actions = []
+        for i in range(0, obs_n.shape[0], c.proposal_chunk):
+            obs_rep = obs_n[i:i + c.proposal_chunk].repeat_interleave(K, 0)
+
+            def grad_q(_s: torch.Tensor, a: torch.Tensor, obs_rep=obs_rep) -> torch.Tensor:
+                with torch.enable_grad():
+                    a = a.detach().requires_grad_(True)
+                    return torch.autograd.grad(self.q(obs_rep, a).sum(), a)[0]
+
+            cond = self.prior.cond(raw_obs[i:i + c.proposal_chunk].repeat_interleave(K, 0))
+            actions.append(sample(self.prior.edm, cond, c.sampler, self.gen, grad_q=grad_q if guided else None,
+                                  alpha_max=c.alpha_max))
+        actions = torch.cat(actions)
         with torch.no_grad():
-            q = self.q(obs_rep, actions).view(n, K)
-        return actions.view(n, K, -1), q
+            q = self.q(obs_n.repeat_interleave(K, 0), actions).view(-1, K)
+        return actions.view(-1, K, actions.shape[-1]), q
 
     def process_batch(self, batch: Batch) -> Batch:
         c, n = self.cfg, len(batch)

@@ -100,10 +100,10 @@ def load_or_train(task: str, dataset_id: str, max_action: float, cfg: PriorConfi
     file lock instead of training the same prior twice."""
     from dapbench.data.load import dapbench_metadata, load_transitions, open_dataset
 
-    meta = dapbench_metadata(open_dataset(dataset_id))
+    ds = open_dataset(dataset_id)
+    meta = dapbench_metadata(ds)
     data_hash = meta.get("content_hash") or hashlib.sha256(dataset_id.encode()).hexdigest()
-    data = data if data is not None else load_transitions(dataset_id)
-    obs_dim, act_dim = data.obs.shape[1], data.actions.shape[1]
+    obs_dim, act_dim = int(ds.observation_space.shape[0]), int(ds.action_space.shape[0])
     key = prior_key(task, data_hash, obs_dim, act_dim, cfg)
     folder = (root or Path(os.environ.get(PRIOR_ROOT_ENV, DEFAULT_PRIOR_ROOT))) / task / key
     folder.mkdir(parents=True, exist_ok=True)
@@ -111,6 +111,7 @@ def load_or_train(task: str, dataset_id: str, max_action: float, cfg: PriorConfi
     with open(folder / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not path.exists():
+            data = data if data is not None else load_transitions(dataset_id)  # only to train: it is large
             t0 = time.perf_counter()
             prior, curve = train_prior(data.obs, data.actions, max_action, cfg, log)
             info = {"task": task, "dataset": dataset_id, "dataset_hash": data_hash, "key": key,
