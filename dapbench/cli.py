@@ -314,8 +314,8 @@ def _dry_run_slurm(suite, specs: list[RunSpec], results: Path) -> None:
 
     folder = (results / slurm.SUBMIT_FOLDER).resolve()
     groups = slurm.group_by_resources(suite, {results / s.relpath(): s for s in specs})
-    console.print(f"slurm: {len(groups)} array{'s' * (len(groups) > 1)} of training jobs, after the preparation "
-                  "jobs (missing datasets, shared priors); sbatch options (scripts in docs/slurm.md):")
+    console.print(f"slurm: {len(groups)} array{'s' * (len(groups) > 1)} of training jobs (after jobs making any "
+                  "missing datasets and shared priors), with these sbatch options:")
     for res, dirs in groups:
         params = slurm.sbatch_parameters(res, f"dapbench-{suite.name}", folder / "code" / "HASH",
                                          suite.launcher.parallelism)
@@ -371,10 +371,10 @@ def _run_states(specs: list[RunSpec], results: Path) -> list[tuple[str, object, 
         d = results / s.relpath()
         if (d / slurm.RECORD).exists():
             records[d] = slurm.read_record(d)
-    jobs = {}
+    jobs, answered = {}, False
     if records:
         try:
-            jobs = job_states(r["job_id"] for r in records.values())
+            jobs, answered = job_states(r["job_id"] for r in records.values()), True
         except SlurmError as e:
             err_console.print(f"[yellow]Slurm did not answer ({e}); states from the run folders only[/yellow]")
     out = []
@@ -392,7 +392,8 @@ def _run_states(specs: list[RunSpec], results: Path) -> list[tuple[str, object, 
             state = "partial" if state == "pending" and st.epoch else state
         else:
             error = st.error
-        out.append((state, st, (f"{rec['job_id']} {job or 'ended'}" if jobs else rec['job_id']) if rec else "", error))
+        shown = "" if rec is None else f"{rec['job_id']} {job or 'ended'}" if answered else rec["job_id"]
+        out.append((state, st, shown, error))
     return out
 
 

@@ -7,10 +7,12 @@ forgotten (where the cluster keeps accounting).
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from dapbench.errors import BadInputError, DapbenchError
 
@@ -19,7 +21,8 @@ QUEUED = frozenset({"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_
 RUNNING = frozenset({"CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT"})
 # ends in which the job itself went wrong (a run that did not record its own failure failed this way)
 FAILED = frozenset({"FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "PREEMPTED"})
-TIMEOUT_S = 60
+TIMEOUT_S = 60  # for squeue, sacct, scancel, sbatch
+PING_TIMEOUT_S = 20
 
 
 class SlurmError(DapbenchError):
@@ -51,8 +54,11 @@ def unavailable() -> str | None:
     """Why no Slurm cluster can take jobs from here, or None when one answers."""
     if shutil.which("sbatch") is None or shutil.which("srun") is None:
         return "sbatch not found"
+    conf = os.environ.get("SLURM_CONF")
+    if conf and not Path(conf).is_file():  # scontrol would retry for a minute
+        return f"SLURM_CONF={conf} does not exist"
     try:
-        out = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=TIMEOUT_S)
+        out = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=PING_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"scontrol ping failed: {e}"
     if out.returncode != 0 or " is UP" not in out.stdout:
@@ -95,6 +101,10 @@ def job_states(job_ids: Iterable[str]) -> dict[str, JobState]:
     if sq.returncode != 0 and "Invalid job id" not in sq.stderr:  # every id forgotten: not an error
         raise SlurmError(f"squeue failed: {sq.stderr.strip() or sq.stdout.strip()}")
     found = _parse(sq.stdout) if sq.returncode == 0 else {}
+    for i in ids:  # tasks of an array that ended before Slurm split it (e.g. cancelled while pending) are listed
+        main = i.split("_")[0]  # as the array itself
+        if i not in found and main in found:
+            found[i] = found[main]
     missing = [i for i in ids if i not in found]
     if missing and shutil.which("sacct"):
         acct = _call(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", ",".join(missing)])
