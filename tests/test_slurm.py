@@ -44,7 +44,10 @@ def _start_cluster() -> bool:
 
 
 def _env_ok() -> bool:
-    env = {**os.environ, "SLURM_CONF": str(SLURM_BASE / "slurm.conf")}
+    conf = SLURM_BASE / "slurm.conf"
+    if not conf.is_file():  # scontrol would retry for a minute
+        return False
+    env = {**os.environ, "SLURM_CONF": str(conf)}
     return subprocess.run(["scontrol", "ping"], env=env, capture_output=True).returncode == 0
 
 

@@ -19,7 +19,6 @@ for exe in munged mungekey slurmctld slurmd sbatch; do
 done
 [ "$(id -u)" -eq 0 ] || { echo "error: the local cluster runs its daemons as root; run this as root" >&2; exit 2; }
 
-# shellcheck source=/dev/null
 alive() { [ -f "$1" ] && pid=$(cat "$1") && [ -d "/proc/$pid" ] && grep -q "$2" "/proc/$pid/comm" 2>/dev/null && ! grep -q '^State:.*Z' "/proc/$pid/status"; }
 
 mkdir -p "$base"/{munge,state,spool,log,run,bin}
@@ -75,18 +74,25 @@ cp "$here/sacct" "$base/bin/sacct"
 chmod 755 "$base/bin/sacct"
 export SLURM_CONF="$conf"
 
+started=""
 if ! alive "$base/run/munged.pid" munged; then
+  started+=" munged"
   [ -f "$base/munge/munge.key" ] || mungekey -c -k "$base/munge/munge.key"
   chmod 600 "$base/munge/munge.key"
   munged --force --key-file="$base/munge/munge.key" --socket="$base/munge/munge.socket.2" \
     --pid-file="$base/run/munged.pid" --log-file="$base/log/munged.log" --seed-file="$base/munge/munged.seed"
 fi
-alive "$base/run/slurmctld.pid" slurmctld || slurmctld -f "$conf"
-alive "$base/run/slurmd.pid" slurmd || slurmd -f "$conf"
+alive "$base/run/slurmctld.pid" slurmctld || { slurmctld -f "$conf"; started+=" slurmctld"; }
+alive "$base/run/slurmd.pid" slurmd || { slurmd -f "$conf"; started+=" slurmd"; }
 
 for _ in $(seq 100); do
   state=$(sinfo -h -o %t 2>/dev/null | head -1 || true)
-  case "$state" in idle|mix|alloc) echo "slurm up: node $(hostname -s) $state, SLURM_CONF=$conf"; exit 0 ;; esac
+  case "$state" in idle|mix|alloc)
+    what="already running"
+    [ -z "$started" ] || what="started:$started"
+    echo "slurm up ($what): node $(hostname -s) $state, SLURM_CONF=$conf"
+    exit 0 ;;
+  esac
   sleep 0.2
 done
 echo "error: the cluster did not come up in 20 s (node state '${state:-?}'); logs in $base/log" >&2
