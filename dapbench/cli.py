@@ -265,13 +265,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         if launcher == "slurm":
             _dry_run_slurm(suite, [s for s in specs if s.runnable], results)
         return 0
-    if launcher == "slurm":
-        from dapbench.launch import scheduler
-
-        why = scheduler.unavailable()
-        if why:
-            raise BadInputError(f"{args.suite} runs on Slurm, and no Slurm cluster answers here ({why}); to run "
-                                f"it on this machine: dapbench run {args.suite} --launcher local")
     blocked = [s for s in specs if not s.runnable]
     if blocked:
         reasons = sorted({unavailable_reason(s) for s in blocked})
@@ -285,6 +278,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         specs = [s for s in specs if s.runnable]
     if args.jobs is not None and args.jobs < 1:
         raise BadInputError(f"--jobs must be at least 1 (got {args.jobs})")
+    if launcher == "slurm":
+        from dapbench.launch import scheduler
+
+        why = scheduler.unavailable()
+        if why:
+            local = _suite_command(args, "run") + " --skip-unavailable" * args.skip_unavailable + " --launcher local"
+            raise BadInputError(f"{args.suite} runs on Slurm, and no Slurm cluster answers here ({why}); to run "
+                                f"it on this machine: {local}")
     _check_folders(specs, results)  # before any dataset is made; nothing is created on bad input
     if launcher == "slurm":
         return _run_slurm(args, suite, specs, results)

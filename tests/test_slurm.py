@@ -237,7 +237,7 @@ def test_an_unreachable_cluster_is_named_in_one_line(slurm_cluster, tmp_path: Pa
     assert cli("run", suite, "--results", tmp_path / "results") == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no Slurm controller answers" in err, err
-    assert f"dapbench run {suite} --launcher local" in err
+    assert f"dapbench run {suite} --results {tmp_path / 'results'} --launcher local" in err
     assert not (tmp_path / "results").exists()
 
 

@@ -63,7 +63,7 @@ def unavailable() -> str | None:
         return f"scontrol ping failed: {e}"
     if out.returncode != 0 or " is UP" not in out.stdout:
         lines = (out.stdout + out.stderr).strip().splitlines()
-        return f"no Slurm controller answers: {lines[0] if lines else 'scontrol ping failed'}"
+        return f"no Slurm controller answers: {lines[-1] if lines else 'scontrol ping failed'}"
     return None
 
 
