@@ -118,6 +118,18 @@ def _parser() -> argparse.ArgumentParser:
                        description="List registered algorithms, what they need, and every config field with "
                        "its default; algorithms of the protocol not implemented yet are listed too.")
     a.add_argument("name", nargs="?", help="show one algorithm only")
+
+    rp = sub.add_parser("reproduce", formatter_class=_Formatter, help="re-execute a finished run and compare its "
+                        "per-epoch table with the stored one (exit 0: reproduces, 1: does not)",
+                        description="Re-execute a finished run from its stored spec in a scratch folder and compare "
+                        "every non-timing column of the new per-epoch table with the stored one. On the same "
+                        "software stack (packages, Python, CPU/GPU in the run's provenance) the tables must be "
+                        "bit-identical; on another stack the differences are listed and must be within --rtol.")
+    rp.add_argument("run_dir", type=Path, help="a run folder, e.g. results/quick/hopper/ppo/seed_0")
+    rp.add_argument("--scratch", type=Path, default=None, help="where to re-execute (default: a temporary folder, "
+                    "removed afterwards)")
+    rp.add_argument("--rtol", type=float, default=0.0, help="relative tolerance per value when the software stack "
+                    "differs (on the same stack only bit-identity counts)")
     return p
 
 
@@ -562,8 +574,39 @@ def _dataset_task(args: argparse.Namespace):
     return next((t for t in TASKS.values() if t.gym_id == gym_id), None)
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from dapbench.results.reproduce import reproduce
+
+    err_console.print(f"re-executing {args.run_dir} from its spec ...")
+    r = reproduce(args.run_dir, scratch=args.scratch, rtol=args.rtol)
+    if r.same_stack:
+        console.print("same machine type and software stack as the stored run: bit-identical tables expected")
+    else:
+        console.print("the software stack differs from the stored run's: " + "; ".join(r.stack_changes))
+    if r.bit_identical:
+        console.print(f"[green]reproduces[/green]: {len(r.compared)} columns bit-identical in every epoch "
+                      "(timing columns not compared)")
+        return 0
+    for m in r.missing:
+        console.print(f"[red]mismatch[/red]: column or shape only on one side: {m}")
+    if r.diffs:
+        table = Table(title=f"{len(r.diffs)} of {len(r.compared)} columns differ")
+        for col in ("column", "first epoch", "epochs differing", "stored", "new", "max abs diff", "max rel diff"):
+            table.add_column(col)
+        for d in r.diffs:
+            num = lambda x: f"{x:.9g}" if isinstance(x, float) else str(x)  # noqa: E731
+            table.add_row(d.column, str(d.first_epoch), str(d.n_epochs), num(d.stored), num(d.new),
+                          f"{d.max_abs:.3g}", f"{d.max_rel:.3g}")
+        console.print(table)
+    if r.reproduces:
+        console.print(f"[green]reproduces[/green] within rtol {args.rtol:g} (not bit-identical: the stack differs)")
+        return 0
+    console.print("[red]does not reproduce[/red]")
+    return 1
+
+
 COMMANDS = {"run": cmd_run, "status": cmd_status, "cancel": cmd_cancel, "tasks": cmd_tasks, "algos": cmd_algos,
-            "data": cmd_data}
+            "data": cmd_data, "reproduce": cmd_reproduce}
 
 
 def main(argv: list[str] | None = None) -> int:
