@@ -254,32 +254,28 @@ def submit(suite: Suite, suite_path: Path, runs: dict[Path, RunSpec], results: P
     if not todo:
         return out
 
-    # what to prepare, and every job's resources checked before anything is submitted
-    cfg = suite.launcher
-    prep_res = cfg.resources.merged(cfg.prepare)
+    # the plan: datasets to make, shared work (one run folder to do it), one array per resource request
     needed = {s.dataset for s in todo.values()}
     datasets = [e for e in datasets if e.id in needed]
-    shared: dict[str, Path] = {}
-    work_of: dict[Path, str] = {}
-    for d, s in todo.items():
-        if (name := _shared_work(s)) is not None:
-            shared.setdefault(name, d)
-            work_of[d] = name
+    work_of = {d: w for d, s in todo.items() if (w := _shared_work(s)) is not None}
+    shared = {w: d for d, w in reversed(work_of.items())}  # the first run folder needing each piece
     arrays = [Array(res, dirs) for res, dirs in group_by_resources(suite, todo)]
+    cfg, name = suite.launcher, f"dapbench-{suite.name}"
+    prep_res = cfg.resources.merged(cfg.prepare)
     code = snapshot(folder)
-    name = f"dapbench-{suite.name}"
+
+    # every job's resources checked before anything is submitted
     if datasets or shared:
-        _test_only(sbatch_script(sbatch_parameters(prep_res, name, code), folder, 1), "the preparation jobs",
-                   prep_res, suite_path)
+        script = sbatch_script(sbatch_parameters(prep_res, name, code), folder, 1)
+        _test_only(script, "the preparation jobs", prep_res, suite_path)
     for a in arrays:
         where = sorted({f"{todo[d].task}/{todo[d].label}" for d in a.runs})
         what = f"the runs of {', '.join(where[:3])}" + (f" (+{len(where) - 3} more)" if len(where) > 3 else "")
-        _test_only(sbatch_script(sbatch_parameters(a.resources, name, code, cfg.parallelism), folder,
-                                 len(a.runs)), what, a.resources, suite_path)
+        script = sbatch_script(sbatch_parameters(a.resources, name, code, cfg.parallelism), folder, len(a.runs))
+        _test_only(script, what, a.resources, suite_path)
 
-    # preparation: datasets, then shared work after the dataset it needs
-    prep_folder = folder / "prepare"
-    prep_folder.mkdir(parents=True, exist_ok=True)
+    # preparation: datasets, then shared work after the dataset it needs; a job still queued from an
+    # earlier submission is waited for, not submitted again
     earlier = {r["what"]: r["job_id"] for r in prepare_records(results)}
     still = _active(list(earlier.values()))
 
@@ -287,27 +283,28 @@ def submit(suite: Suite, suite_path: Path, runs: dict[Path, RunSpec], results: P
         if earlier.get(what) in still:
             out.prepare.append((what, earlier[what], False))
             return earlier[what]
-        job = _submit_one(folder, sbatch_parameters(prep_res, f"{name}-prepare", code, after=after), fn, arg,
-                          cfg.max_timeouts, suite_path, "a preparation job")
+        params = sbatch_parameters(prep_res, f"{name}-prepare", code, after=after)
+        job = _submit(folder, params, cfg.max_timeouts, suite_path, "a preparation job",
+                      lambda ex: ex.submit(fn, arg))
         slug = hashlib.sha256(what.encode()).hexdigest()[:16]
-        _write_record(prep_folder / f"{slug}.json", {"what": what, "job_id": job.job_id, "submitted": _now(),
-                                                      "log": str(job.paths.stdout), "code": code.name})
+        _write_record(folder / "prepare" / f"{slug}.json", {
+            "what": what, "job_id": job.job_id, "submitted": _now(), "log": str(job.paths.stdout), "code": code.name})
         out.prepare.append((what, job.job_id, True))
         log(f"submitted job {job.job_id}: {what}")
         return job.job_id
 
     dataset_job = {e.id: prepare(f"dataset {e.id}", MakeDataset(), _request(e), []) for e in datasets}
-    shared_job = {}
-    for what, d in shared.items():
-        after = [dataset_job[todo[d].dataset]] if todo[d].dataset in dataset_job else []
-        shared_job[what] = prepare(what, SharedWork(), str(d), after)
+    shared_job = {w: prepare(w, SharedWork(), str(d), [dataset_job[todo[d].dataset]] if todo[d].dataset in
+                             dataset_job else []) for w, d in shared.items()}
 
-    # the training arrays
+    # the training arrays, after the preparation their runs need
     for a in arrays:
-        a.after = sorted({j for d in a.runs for j in (dataset_job.get(todo[d].dataset), shared_job.get(work_of.get(d)))
-                          if j}, key=int)
+        after = {dataset_job.get(todo[d].dataset) for d in a.runs} | {shared_job.get(work_of.get(d)) for d in a.runs}
+        a.after = sorted((j for j in after if j), key=int)
         params = sbatch_parameters(a.resources, name, code, cfg.parallelism, a.after)
-        jobs = _submit_array(folder, params, [str(d) for d in a.runs], cfg.max_timeouts, suite_path)
+        dirs = [str(d) for d in a.runs]
+        jobs = _submit(folder, params, cfg.max_timeouts, suite_path, f"an array of {len(dirs)} runs",
+                       lambda ex, dirs=dirs: ex.map_array(TrainJob(), dirs))
         a.job_id = jobs[0].job_id.split("_")[0]
         for d, job in zip(a.runs, jobs, strict=True):
             _write_record(d / RECORD, {"job_id": job.job_id, "submitted": _now(), "log": str(job.paths.stdout),
@@ -321,36 +318,21 @@ def _request(e: DatasetEntry) -> dict[str, Any]:
             "behaviour_steps": e.behaviour_steps}
 
 
-def _executor(folder: Path, params: dict[str, Any], max_timeouts: int):
+def _submit(folder: Path, params: dict[str, Any], max_timeouts: int, suite_path: Path, what: str,
+            call: Callable[[Any], Any]) -> Any:
+    """`call(executor)` with a SlurmExecutor set to `params`; sbatch's complaint becomes one error (submitit
+    also prints it to stderr: that is kept quiet)."""
     import submitit
+    from submitit.core.utils import FailedJobError, FailedSubmissionError
 
     ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=max_timeouts)
     ex.update_parameters(**params)
-    return ex
-
-
-@contextlib.contextmanager
-def _refusals(suite_path: Path, what: str):
-    """sbatch's own complaint as one error (submitit also prints it to stderr: keep that quiet)."""
-    from submitit.core.utils import FailedJobError, FailedSubmissionError
-
     try:
         with contextlib.redirect_stderr(io.StringIO()):
-            yield
+            return call(ex)
     except (FailedJobError, FailedSubmissionError) as e:
         why = " ".join(line.removeprefix("sbatch: error: ").strip() for line in str(e).strip().splitlines())
         raise SlurmRefused(f"{suite_path}: Slurm refused {what}: {why}") from None
-
-
-def _submit_one(folder: Path, params: dict[str, Any], fn: Any, arg: Any, max_timeouts: int, suite_path: Path,
-                what: str):
-    with _refusals(suite_path, what):
-        return _executor(folder, params, max_timeouts).submit(fn, arg)
-
-
-def _submit_array(folder: Path, params: dict[str, Any], run_dirs: list[str], max_timeouts: int, suite_path: Path):
-    with _refusals(suite_path, f"an array of {len(run_dirs)} runs"):
-        return _executor(folder, params, max_timeouts).map_array(TrainJob(), run_dirs)
 
 
 # ----- the combined view: run folders and the scheduler -------------------------------------------------------
