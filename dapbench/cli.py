@@ -352,8 +352,9 @@ def _run_slurm(args: argparse.Namespace, suite, specs: list[RunSpec], results: P
         console.print(f"submitted array {a.job_id}: {len(a.runs)} runs ({slurm.describe(a.resources)}{limit})"
                       f"{after}")
     if sub.active:
-        console.print(f"left alone: {len(sub.active)} runs already queued or running "
-                      f"(jobs {', '.join(sorted(sub.active.values()))})")
+        ids = sorted(sub.active.values())
+        console.print(f"left alone: {len(sub.active)} runs already queued or running (jobs {', '.join(ids[:6])}"
+                      + (f", ... {len(ids) - 6} more)" if len(ids) > 6 else ")"))
     console.print(f"suite {suite.name}: {len(specs)} runs in {results}/: {len(specs) - len(runs)} done, "
                   f"{len(sub.active)} queued or running, {new} submitted"
                   + ("" if new else " (nothing to submit)") + f"; logs in {results / slurm.SUBMIT_FOLDER}/")
