@@ -141,6 +141,15 @@ class PPODAP(PPO):
     needs_dataset = True
     needs_prior = True
 
+    @classmethod
+    def shared_work(cls, config: PPODAPConfig, task: str, dataset: str | None) -> str | None:
+        """The offline prior, trained once per (task, dataset, prior config) and cached."""
+        from dapbench.diffusion.prior import is_cached
+
+        if dataset is None or is_cached(task, dataset, config.prior):
+            return None
+        return f"prior {task} {dataset} {config.prior.model_dump_json()}"
+
     def __init__(self, config: PPODAPConfig, spaces: Spaces, context: Context) -> None:
         super().__init__(config, spaces, context)
         c = self.cfg
