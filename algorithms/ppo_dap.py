@@ -108,6 +108,28 @@ class QHead(nn.Module):
         return self.net(torch.cat([obs, act], -1)).squeeze(-1)
 
 
+def grad_norm(gs) -> float:
+    """||g|| over a list of gradients (None entries skipped)."""
+    return float(torch.sqrt(sum((g**2).sum() for g in gs if g is not None)))
+
+
+def on_policy_audit(agent, b: Batch, vf_coef: float) -> tuple[dict[str, float], tuple[torch.Tensor, ...]]:
+    """OGLR and SPR of a PPO batch from each sample's `origin` (docs/audit.md), and grad_theta L_PPO.
+
+    L_PPO = (1/N) sum_i [-A_i r_i + c_v (V(s_i) - R_i)^2 / 2] (advantages normalised over the batch);
+    OGLR = ||grad of the terms with origin != 0|| / ||grad L_PPO||; SPR = share of samples with origin != 0."""
+    params = list(agent.parameters())
+    logp, _ = agent.log_prob_entropy(b.obs, b.actions)
+    adv = (b.advantages - b.advantages.mean()) / (b.advantages.std() + 1e-8)
+    per_sample = -adv * (logp - b.logprobs).exp() + vf_coef * 0.5 * (agent.value(b.obs) - b.returns) ** 2
+    fresh = (b.origin == 0).float()
+    n = len(b)
+    g_all = torch.autograd.grad(per_sample.sum() / n, params, retain_graph=True)
+    g_off = torch.autograd.grad((per_sample * (1 - fresh)).sum() / n, params, allow_unused=True)
+    total = grad_norm(g_all)
+    return {"oglr": grad_norm(g_off) / total if total > 0 else 0.0, "spr": float(1 - fresh.mean())}, g_all
+
+
 def energy_weights(q: torch.Tensor, beta: float) -> torch.Tensor:
     """w_i = exp(beta Q_i) / sum_j exp(beta Q_j) over the K proposals of each state; q is (n, K)."""
     return torch.softmax(beta * q, dim=1)
@@ -305,28 +327,18 @@ class PPODAP(PPO):
     # ----- audit -------------------------------------------------------------------------------------
     def diagnostics(self, b: DAPBatch) -> dict[str, float]:
         """OGLR, SPR and the auxiliary gradient share, on the whole batch before the update."""
-        c, t0 = self.cfg, time.perf_counter()
-        params = list(self.agent.parameters())
+        t0 = time.perf_counter()
+        audit, g_all = on_policy_audit(self.agent, b, self.cfg.vf_coef)
         actor = [*self.agent.actor_mean.parameters(), self.agent.actor_logstd]
-        logp, _ = self.agent.log_prob_entropy(b.obs, b.actions)
-        adv = (b.advantages - b.advantages.mean()) / (b.advantages.std() + 1e-8)
-        per_sample = -adv * (logp - b.logprobs).exp() + c.vf_coef * 0.5 * (self.agent.value(b.obs) - b.returns) ** 2
-        fresh = (b.origin == 0).float()
-        n = len(b)
-        g_all = torch.autograd.grad(per_sample.sum() / n, params, retain_graph=True)
-        g_off = torch.autograd.grad((per_sample * (1 - fresh)).sum() / n, params, retain_graph=True)
         actor_ids = {id(p) for p in actor}
-        g_ppo_actor = [g for p, g in zip(params, g_all, strict=True) if id(p) in actor_ids]
+        g_ppo_actor = [g for p, g in zip(self.agent.parameters(), g_all, strict=True) if id(p) in actor_ids]
         aux, _ = self.auxiliary_loss(b)
-        g_aux = torch.autograd.grad(aux, actor, allow_unused=True)
-        norm = lambda gs: float(torch.sqrt(sum((g**2).sum() for g in gs if g is not None)))  # noqa: E731
-        total, aux_n = norm(g_all), norm(g_aux)
+        aux_n = grad_norm(torch.autograd.grad(aux, actor, allow_unused=True))
         return {
-            "oglr": norm(g_off) / total if total > 0 else 0.0,
-            "spr": float(1 - fresh.mean()),
+            **audit,
             "ess_k": self._ess,
             "q_spread": self._q_spread,
-            "aux_grad_share": aux_n / (norm(g_ppo_actor) + aux_n),
+            "aux_grad_share": aux_n / (grad_norm(g_ppo_actor) + aux_n),
             "q_loss": self._q_loss,
             "beta": self.beta,
             **self._times,
@@ -389,4 +401,4 @@ class PPODAP(PPO):
         self.pet_obs, self.pet_act = list(s["pet_obs"]), list(s["pet_act"])
 
 
-__all__ = ["PPODAP", "ActionPrior", "PPODAPConfig"]
+__all__ = ["PPODAP", "ActionPrior", "PPODAPConfig", "on_policy_audit"]
