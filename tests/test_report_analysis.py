@@ -181,7 +181,7 @@ def test_aggregates_on_a_known_matrix_equal_rliable_called_directly() -> None:
     # give mean and median 0.65; optimality gap = 1 - mean(min(score, 1)) = 1 - 7.5 / 12 = 0.375
     a = np.array([[0.1, 0.5, 0.9], [0.2, 0.6, 1.0], [0.3, 0.7, 1.1], [0.4, 0.8, 1.2]])
     b = a[::-1] * 0.5
-    scores, reps, seed = {"a": a, "b": b}, 300, 7
+    scores, reps, seed = {"a": a, "b": b}, 100, 7
     points, cis = agg.aggregate_metrics(scores, reps, seed)
     assert points["a"] == pytest.approx([0.65, 0.65, 0.65, 0.375])
 

@@ -50,7 +50,7 @@ def iqm(scores: np.ndarray) -> np.ndarray:
 
 
 def mean(scores: np.ndarray) -> float:
-    return float(scores.mean(axis=0).mean())
+    return float(scores.mean())  # = mean over tasks of per-task means: every task has the same number of runs
 
 
 def median(scores: np.ndarray) -> float:
