@@ -120,7 +120,7 @@ def test_runs_a_suite_expects_but_never_started_count_as_missing(tmp_path: Path)
     store.write_status(Status(state="done", epoch=spec.epochs, epochs=spec.epochs))
     res = load_results(results, suite=suite)
     assert "hopper/ppo/seed_1: missing (no run folder)" in "\n".join(res.warnings)
-    assert set(res.curves["suite"]) == {"s"}
+    assert set(res.curves["suite"]) == {load_suite(suite).name}
     with pytest.raises(BadInputError, match="1 of 2 runs are not complete"):
         load_results(results, suite=suite, missing="fail")
 

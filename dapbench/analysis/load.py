@@ -12,7 +12,7 @@ naming the file.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -154,6 +154,7 @@ def load_results(roots: Path | str | Sequence[Path | str], missing: MissingPolic
     rows: list[dict[str, Any]] = []
     tables: list[pa.Table] = []
     seen: dict[tuple[str, str, int], dict[str, Any]] = {}
+    suite_name = load_suite(suite).name if suite else None
     for root in root_list:
         if not root.is_dir():
             raise BadInputError(f"{root}: no such results folder")
@@ -161,9 +162,9 @@ def load_results(roots: Path | str | Sequence[Path | str], missing: MissingPolic
         if not dirs:
             raise BadInputError(f"{root}: no run folders in it (a run folder holds spec.yaml; expected "
                                 "<results>/<task>/<label>/seed_<k>/)")
-        name = Path(suite).stem if suite else root.resolve().name
         for d in dirs:
-            row, df = _read_run(RunStore(d), name)
+            # the suite: its name, else the folder holding the task folders (`<suite>/<task>/<label>/seed_<k>`)
+            row, df = _read_run(RunStore(d), suite_name or d.resolve().parents[2].name)
             key = (row["task"], row["label"], row["seed"])
             if key in seen:
                 raise BadInputError(f"run {row['run']} appears twice: {seen[key]['run_dir']} and {d}; "
@@ -198,16 +199,18 @@ def load_results(roots: Path | str | Sequence[Path | str], missing: MissingPolic
 
 
 def _mixed_specs(runs: pd.DataFrame) -> list[str]:
-    """Cells (task x label) whose runs differ in budget or evaluation protocol: their seeds are not alike."""
+    """Cells (task x label) whose runs differ in budget, evaluation protocol or code commit: their seeds are
+    not alike."""
     out = []
     cols = ["total_steps", "steps_per_epoch", "evaluation_episodes", "evaluation_every", "evaluation_deterministic"]
     for (task, label), g in runs.groupby(["task", "label"]):
         differ = [c for c in cols if g[c].nunique() > 1]
         if differ:
             out.append(f"{task}/{label}: its runs differ in {', '.join(differ)}")
+        commits = sorted(set(g["commits"].fillna("")))
+        if len(commits) > 1:
+            by = "; ".join(f"{c or 'unknown'}: seeds {', '.join(str(s) for s in g.loc[g['commits'] == c, 'seed'])}"
+                           for c in commits)
+            out.append(f"{task}/{label}: its runs come from different code commits ({by})")
     return out
 
-
-def common_values(values: Iterable[Any]) -> list[Any]:
-    """Distinct values in first-seen order."""
-    return list(dict.fromkeys(values))

@@ -277,7 +277,7 @@ def build_report(opts: ReportOptions, console: Console | None = None) -> ReportO
                 figs["alc"] = figures.interval_estimates(ap, aci, list(agg.METRICS), labels, colors,
                                                          f"normalised ALC@{opts.alc_n}")
             if poi_pairs:
-                figs["poi"] = figures.improvement(pp, pci)
+                figs["poi"] = figures.improvement(pp, pci, colors)
             if se:
                 figs["sample_efficiency"] = figures.sample_efficiency(se_steps, sep, seci, labels, colors)
             if len(pairs):

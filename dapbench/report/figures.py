@@ -59,9 +59,8 @@ def learning_curves(curves: pd.DataFrame, labels: list[str], titles: dict[str, s
     for ax in axes.flat[len(tasks):]:
         ax.set_visible(False)
     handles, names = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="upper center", ncol=min(len(labels), 7), bbox_to_anchor=(0.5, 1.0 + 0.06 / nrows),
-               frameon=False)
     fig.tight_layout()
+    fig.legend(handles, names, loc="lower center", ncol=min(len(labels), 7), bbox_to_anchor=(0.5, 1.0), frameon=False)
     return to_png(fig)
 
 
@@ -75,10 +74,11 @@ def interval_estimates(points: dict[str, np.ndarray], cis: dict[str, np.ndarray]
     return to_png(fig)
 
 
-def improvement(points: dict[str, np.ndarray], cis: dict[str, np.ndarray]) -> str:
-    """rliable's probability-of-improvement plot, P(X > Y) with 95% CIs per pair."""
+def improvement(points: dict[str, np.ndarray], cis: dict[str, np.ndarray], colors: Colors) -> str:
+    """rliable's probability-of-improvement plot, P(X > Y) with 95% CIs per pair (coloured as Y)."""
     fig, ax = plt.subplots(figsize=(5.0, 0.55 * len(points) + 1.2))
-    plot_utils.plot_probability_of_improvement(points, cis, ax=ax, figsize=None)
+    plot_utils.plot_probability_of_improvement(points, cis, ax=ax, figsize=None,
+                                               colors=[colors[k.split(",", 1)[1]] for k in points])  # by position
     return to_png(fig)
 
 
