@@ -139,6 +139,8 @@ def test_bad_results_folders_give_one_clear_error(tmp_path: Path, capsys) -> Non
     assert cli("report", tmp_path / "r", "-o", tmp_path / "out", "--reps", 10) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "metrics.parquet: corrupt metrics table" in err and not (tmp_path / "out").exists()
+    assert cli("report", tmp_path / "empty", "--reps", 0) == 2
+    assert "--reps: Input should be greater than 0" in " ".join(capsys.readouterr().err.split())
     write_run(tmp_path / "dup", "hopper", "ppo", 0, np.arange(5.0))
     with pytest.raises(BadInputError, match="appears twice"):
         load_results([tmp_path / "dup", tmp_path / "dup" / "hopper"])

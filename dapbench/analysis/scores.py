@@ -36,6 +36,8 @@ def common_tasks(runs: pd.DataFrame, column: str, labels: list[str], tasks: list
 def score_matrices(runs: pd.DataFrame, column: str, labels: list[str], tasks: list[str]) -> Scores:
     """`(runs, tasks)` matrices of `column` per label (see the module docstring for the run count)."""
     out = Scores(tasks=list(tasks), matrices={}, seeds={})
+    if not tasks:
+        return out
     ok = runs[np.isfinite(runs[column]) & runs["task"].isin(tasks)]
     for lab in labels:
         sub = ok[ok["label"] == lab]

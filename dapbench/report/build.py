@@ -229,7 +229,8 @@ def build_report(opts: ReportOptions, console: Console | None = None) -> ReportO
                 fp, fci = agg.aggregate_metrics(final.matrices, opts.reps, opts.seed)
                 agg_rows += _aggregate_rows("normalised final return", list(agg.METRICS), fp, fci)
             else:
-                notes["aggregates"].append("no task has a normalised final return for every algorithm: no aggregates")
+                notes["aggregates"].append(f"no normalised task on which every algorithm has runs with a final "
+                                           f"return (it needs {opts.final_n} evaluations): no aggregates")
         with steps.step("aggregates: ALC"):
             alc_s = score_matrices(runs, "alc_norm", labels, common_tasks(runs, "alc_norm", labels, norm_tasks))
             alc_ok = bool(alc_s.tasks and alc_s.matrices)
