@@ -6,7 +6,8 @@ Writes a synthetic results folder (`dapbench.analysis.synthetic.write_grid`): th
 (PPO, PPO-DAP and the five baselines' labels) x 10 seeds x 200 epochs = 560 runs, 112,000 per-epoch rows.
 Then builds the full report (HTML and PDF, every aggregate at `--reps` bootstrap repetitions) in a fresh
 process pinned to one core with torch/numpy/BLAS threads at 1, and prints: the process's wall-clock from
-start to exit (imports included), the build's own time step by step, and the process's peak RSS.
+start to exit (imports included), its CPU time (what the wall-clock would be on an idle core), the build's own
+time step by step, and the process's peak RSS.
 Writes the figures to benchmarks/out/report_scale.json.
 """
 
@@ -68,18 +69,22 @@ def main() -> None:
         wall = time.perf_counter() - t0
         if proc.returncode:
             sys.exit(proc.stderr)
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        peak_mb, cpu_s = usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+        load = os.getloadavg()[0]
         child = json.loads(proc.stdout.strip().splitlines()[-1])
 
     record = {"runs": runs, "epochs": args.epochs, "rows": runs * args.epochs, "reps": args.reps,
-              "process_wall_s": round(wall, 2), "import_s": round(child["import_s"], 2),
+              "process_wall_s": round(wall, 2), "process_cpu_s": round(cpu_s, 2), "load_average_1min": load,
+              "import_s": round(child["import_s"], 2),
               "build_s": round(child["build_s"], 2), "peak_rss_mb": round(peak_mb, 1),
               "steps_s": {k: round(v, 2) for k, v in child["steps"].items()}, "pdf_pages": child["pages"],
               "figures": child["figures"], "cores": child["cores"], "cpu": platform.processor() or platform.machine(),
               "python": platform.python_version()}
     print(f"report of {runs} runs ({runs * args.epochs:,} rows), {args.reps:,} bootstrap repetitions, one core:")
     print(f"  process wall-clock {wall:.1f} s (imports {child['import_s']:.1f} s, build {child['build_s']:.1f} s), "
-          f"peak RSS {peak_mb:.0f} MB, PDF {child['pages']} pages, {child['figures']} figures")
+          f"CPU time {cpu_s:.1f} s, peak RSS {peak_mb:.0f} MB, PDF {child['pages']} pages, {child['figures']} figures "
+          f"(machine load average {load:.1f} at the end: wall-clock above CPU time means the core was shared)")
     for k, v in child["steps"].items():
         print(f"    {k:<28} {v:6.2f} s")
     dest = Path(__file__).parent / "out" / "report_scale.json"

@@ -61,26 +61,41 @@ def final_return(returns: np.ndarray, n: int = FINAL_N) -> float:
 def per_run(curves: pd.DataFrame, alc_n: int = ALC_N, final_n: int = FINAL_N) -> pd.DataFrame:
     """One row per run: ALC@n (mean and trapezoid), final return, evaluations, wall-clock, peak memory and,
     for every audit column the run logs, its mean and max over epochs."""
-    audit = [c for c in AUDIT_COLUMNS if c in curves.columns]
+    c = curves.sort_values(["run", "env_steps"], kind="stable", ignore_index=True)
+    audit = [a for a in AUDIT_COLUMNS if a in c.columns]
+
+    def col(name: str) -> np.ndarray:
+        return c[name].to_numpy(float) if name in c.columns else np.full(len(c), np.nan)
+
+    x_all, y_all = col("env_steps"), col("eval_return_mean")
+    wall, rss, cuda = col("wall_clock_s"), col("peak_rss_mb"), col("cuda_peak_mb")
+    extra = {a: col(a) for a in audit}
+    run_ids = c["run"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, run_ids[1:] != run_ids[:-1]])
     rows = []
-    for keys, g in curves.groupby(RUN_KEYS, sort=True):
-        x, y = evaluations(g)
-        row = dict(zip(RUN_KEYS, keys, strict=True))
+    for lo, hi in zip(starts, np.r_[starts[1:], len(c)], strict=True):  # numpy slices: one run each
+        ok = ~np.isnan(y_all[lo:hi])
+        x, y = x_all[lo:hi][ok], y_all[lo:hi][ok]
+        row = {k: c.at[lo, k] for k in RUN_KEYS}
         row.update({
-            "total_steps": int(g["total_steps"].iloc[0]), "n_evals": len(y),
+            "total_steps": int(c.at[lo, "total_steps"]), "n_evals": len(y),
             "alc": alc(y, alc_n), "alc_trapezoid": alc_trapezoid(x, y, alc_n),
             "alc_steps": float(x[alc_n - 1]) if len(x) >= alc_n else float("nan"),
             "final_return": final_return(y, final_n),
-            "wall_clock_s": float(g["wall_clock_s"].iloc[-1]) if "wall_clock_s" in g else float("nan"),
-            "peak_rss_mb": float(g["peak_rss_mb"].max()) if "peak_rss_mb" in g else float("nan"),
-            "cuda_peak_mb": float(g["cuda_peak_mb"].max()) if "cuda_peak_mb" in g else float("nan"),
+            "wall_clock_s": float(wall[hi - 1]), "peak_rss_mb": _nanmax(rss[lo:hi]),
+            "cuda_peak_mb": _nanmax(cuda[lo:hi]),
         })
-        for c in audit:
-            v = g[c].dropna()
-            row[f"{c}_mean"] = float(v.mean()) if len(v) else float("nan")
-            row[f"{c}_max"] = float(v.max()) if len(v) else float("nan")
+        for a, v in extra.items():
+            v = v[lo:hi][~np.isnan(v[lo:hi])]
+            row[f"{a}_mean"] = float(v.mean()) if len(v) else float("nan")
+            row[f"{a}_max"] = float(v.max()) if len(v) else float("nan")
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).sort_values(["task", "label", "seed"], ignore_index=True)
+
+
+def _nanmax(v: np.ndarray) -> float:
+    v = v[~np.isnan(v)]
+    return float(v.max()) if len(v) else float("nan")
 
 
 def alc_vs_baseline(runs: pd.DataFrame, baseline: str) -> pd.Series:

@@ -42,10 +42,11 @@ def learning_curves(curves: pd.DataFrame, labels: list[str], titles: dict[str, s
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.0 * nrows), squeeze=False)
     ev = curves.dropna(subset=["eval_return_mean"])
     stats = ev.groupby(["task", "label", "env_steps"])["eval_return_mean"].agg(["mean", "sem", "count"]).reset_index()
+    cells = dict(iter(stats.groupby(["task", "label"])))
     for ax, task in zip(axes.flat, tasks, strict=False):
         for lab in labels:
-            s = stats[(stats["task"] == task) & (stats["label"] == lab)]
-            if s.empty:
+            s = cells.get((task, lab))
+            if s is None:
                 continue
             x = s["env_steps"].to_numpy() / 1e6
             m, se = s["mean"].to_numpy(), s["sem"].fillna(0).to_numpy()
