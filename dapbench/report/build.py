@@ -303,6 +303,9 @@ def build_report(opts: ReportOptions, console: Console | None = None) -> ReportO
             if opts.pdf:
                 pdf_path = opts.out / "report.pdf"
                 pages = write_pdf(html, pdf_path)
+    for f in ("report.html", "report.pdf", "runs.csv", "aggregates.csv"):  # atomic writes create them 0600
+        if (opts.out / f).exists():
+            (opts.out / f).chmod(0o644)
     return ReportOutput(html_path, pdf_path, pages, res.warnings, len(figs), steps.seconds)
 
 
