@@ -27,6 +27,8 @@ from dapbench.results.store import RunStore
 
 MissingPolicy = Literal["fail", "drop"]
 IDENTITY = ["suite", "task", "algorithm", "label", "seed"]  # a run's identity columns, in the tidy table's order
+PROVENANCE_COLUMNS = ["attempts", "commits", "dirty", "dapbench_version", "torch_version", "gymnasium_version",
+                      "mujoco_version", "python", "run_device", "cpu", "gpu", "hostname", "slurm_job_id", "started"]
 SPEC_COLUMNS = ["total_steps", "steps_per_epoch", "evaluation_episodes", "evaluation_every",
                 "evaluation_deterministic", "device", "torch_threads", "dataset", "spec_hash"]
 
@@ -178,6 +180,9 @@ def load_results(roots: Path | str | Sequence[Path | str], missing: MissingPolic
             raise BadInputError("--suite needs exactly one results folder (the suite's)")
         rows += _expected(Path(suite), seen, root_list[0])
     runs = pd.DataFrame(rows)
+    for col in PROVENANCE_COLUMNS:  # runs without provenance.json lack them
+        if col not in runs.columns:
+            runs[col] = None
     runs["included"] = runs["reason"].isna()
     incomplete = runs[~runs["included"]]
     warnings: list[str] = []
