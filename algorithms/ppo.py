@@ -144,7 +144,7 @@ class Batch:
         return self.obs.shape[0]
 
     def index(self, idx: torch.Tensor | slice) -> Batch:
-        return type(self)(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+        return type(self)(**{f.name: None if (x := getattr(self, f.name)) is None else x[idx] for f in fields(self)})
 
 
 class RolloutBuffer:

@@ -77,6 +77,8 @@ class PPODAPConfig(PPOConfig):
     q_lr: float = Field(3e-4, gt=0, description="Q head step size (ours)")
     q_epochs: int = Field(2, gt=0, description="passes over each rollout to fit Q (ours)")
     probe_states: int = Field(128, gt=0, description="fixed states for the prior KL drift estimate (ours)")
+    proposal_frac: float = Field(1.0, gt=0, le=1, description="share of each rollout's states that get proposals "
+                                 "and the auxiliary loss (1 = all, as the paper; < 1 trades signal for speed)")
     prior: PriorConfig = Field(PriorConfig(), description="the offline prior (DTQL's network and EDM)")
     sampler: SamplerConfig = Field(SamplerConfig(), description="few-step sampler")
     leak_offline: float = Field(0.0, ge=0, description="AUDIT CHECK ONLY: offline samples mixed into PPO's "
@@ -88,6 +90,7 @@ class DAPBatch(Batch):
     proposals: torch.Tensor  # (n, m, act_dim) selected proposals, detached
     prior_mu: torch.Tensor  # (n, act_dim) mean of the K proposals
     prior_std: torch.Tensor  # (n, act_dim) their std
+    has_prop: torch.Tensor | None = None  # (n,) 1 where the state has proposals; None = every state
 
 
 class QHead(nn.Module):
@@ -116,6 +119,16 @@ def ess_over_k(w: torch.Tensor) -> float:
 def gaussian_kl(mu1, std1, mu2, std2) -> torch.Tensor:
     """KL(N(mu1, std1^2) || N(mu2, std2^2)) for diagonal Gaussians, summed over the last dim."""
     return (torch.log(std2 / std1) + (std1**2 + (mu1 - mu2) ** 2) / (2 * std2**2) - 0.5).sum(-1)
+
+
+def scatter_rows(x: torch.Tensor, idx: torch.Tensor, n: int, fill: float) -> torch.Tensor:
+    """An (n, ...) tensor holding x's rows at idx and `fill` elsewhere."""
+    return torch.full((n, *x.shape[1:]), fill, dtype=x.dtype, device=x.device).index_copy(0, idx, x)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """sum(x * mask) / sum(mask), the plain mean when mask is None."""
+    return x.mean() if mask is None else (x * mask).sum() / mask.sum().clamp_min(1.0)
 
 
 @register("ppo-dap")
@@ -213,19 +226,27 @@ class PPODAP(PPO):
         return actions.view(n, K, -1), q
 
     def process_batch(self, batch: Batch) -> Batch:
-        c = self.cfg
+        c, n = self.cfg, len(batch)
         t0 = time.perf_counter()
         self._q_loss = self.fit_q(batch)
         t1 = time.perf_counter()
-        props, q = self.propose(batch.obs, batch.raw_obs)
+        sub = None if c.proposal_frac >= 1 else torch.as_tensor(
+            np.sort(self.rng.choice(n, math.ceil(c.proposal_frac * n), replace=False)), device=self.device)
+        props, q = self.propose(batch.obs, batch.raw_obs) if sub is None else self.propose(batch.obs[sub],
+                                                                                          batch.raw_obs[sub])
         self._times = {"time_q_fit_s": t1 - t0, "time_proposals_s": time.perf_counter() - t1}
         energy = c.guidance in ("both", "energy")
         w = energy_weights(q, self.beta) if energy else torch.full_like(q, 1.0 / c.K)
-        self._ess = ess_over_k(w)
+        self._ess, self._q_spread = ess_over_k(w), float(q.std(1).mean())
         idx = torch.multinomial(w, self.m, replacement=True, generator=self.gen)  # (n, m)
         selected = torch.gather(props, 1, idx[..., None].expand(-1, -1, props.shape[-1]))
-        out = DAPBatch(**vars(batch), proposals=selected, prior_mu=props.mean(1),
-                       prior_std=props.std(1).clamp_min(1e-3))
+        mu, std = props.mean(1), props.std(1).clamp_min(1e-3)
+        if sub is None:
+            out = DAPBatch(**vars(batch), proposals=selected, prior_mu=mu, prior_std=std)
+        else:  # states without proposals carry zeros and are masked out of the auxiliary loss
+            out = DAPBatch(**vars(batch), proposals=scatter_rows(selected, sub, n, 0.0),
+                           prior_mu=scatter_rows(mu, sub, n, 0.0), prior_std=scatter_rows(std, sub, n, 1.0),
+                           has_prop=scatter_rows(torch.ones(len(sub), device=self.device), sub, n, 0.0))
         return self._leak(out) if c.leak_offline > 0 else out
 
     def _leak(self, b: DAPBatch) -> DAPBatch:
@@ -244,20 +265,24 @@ class PPODAP(PPO):
         extra = DAPBatch(obs=obs, actions=off.actions[i], logprobs=logp, values=v, advantages=adv, returns=adv + v,
                          origin=torch.full((k,), OFFLINE, dtype=torch.uint8, device=self.device),
                          raw_obs=off.obs[i], proposals=props[:, : self.m], prior_mu=props.mean(1),
-                         prior_std=props.std(1).clamp_min(1e-3))
-        return DAPBatch(**{f: torch.cat([getattr(b, f), getattr(extra, f)]) for f in vars(b)})
+                         prior_std=props.std(1).clamp_min(1e-3),
+                         has_prop=None if b.has_prop is None else torch.ones(k, device=self.device))
+        return DAPBatch(**{f: None if getattr(b, f) is None else torch.cat([getattr(b, f), getattr(extra, f)])
+                           for f in vars(b)})
 
     # ----- the actor's auxiliary loss -------------------------------------------------------------------
     def auxiliary_loss(self, mb: DAPBatch) -> tuple[torch.Tensor, dict[str, float]]:
         c, m = self.cfg, self.m
         obs_rep = mb.obs.repeat_interleave(m, 0)
         logp, _ = self.agent.log_prob_entropy(obs_rep, mb.proposals.reshape(-1, mb.proposals.shape[-1]))
-        imitation = -logp.mean()  # -1/m sum_j log pi(a_sel_j | s), averaged over states
+        # -1/m sum_j log pi(a_sel_j | s), averaged over the states that have proposals
+        imitation = -logp.mean() if mb.has_prop is None else masked_mean(-logp.view(-1, m).mean(1), mb.has_prop)
         loss = c.lambda_aux * imitation
         stats = {"aux_nll": imitation.item()}
         if c.lambda_kl > 0:
             mean = self.agent.actor_mean(mb.obs)
-            kl = gaussian_kl(mb.prior_mu, mb.prior_std, mean, self.agent.actor_logstd.exp().expand_as(mean)).mean()
+            std = self.agent.actor_logstd.exp().expand_as(mean)
+            kl = masked_mean(gaussian_kl(mb.prior_mu, mb.prior_std, mean, std), mb.has_prop)
             loss = loss + c.lambda_kl * kl
             stats["prior_kl"] = kl.item()
         return loss, stats
@@ -265,7 +290,7 @@ class PPODAP(PPO):
     # ----- audit -------------------------------------------------------------------------------------
     def diagnostics(self, b: DAPBatch) -> dict[str, float]:
         """OGLR, SPR and the auxiliary gradient share, on the whole batch before the update."""
-        c = self.cfg
+        c, t0 = self.cfg, time.perf_counter()
         params = list(self.agent.parameters())
         actor = [*self.agent.actor_mean.parameters(), self.agent.actor_logstd]
         logp, _ = self.agent.log_prob_entropy(b.obs, b.actions)
@@ -285,10 +310,12 @@ class PPODAP(PPO):
             "oglr": norm(g_off) / total if total > 0 else 0.0,
             "spr": float(1 - fresh.mean()),
             "ess_k": self._ess,
+            "q_spread": self._q_spread,
             "aux_grad_share": aux_n / (norm(g_ppo_actor) + aux_n),
             "q_loss": self._q_loss,
             "beta": self.beta,
             **self._times,
+            "time_audit_s": time.perf_counter() - t0,
         }
 
     # ----- PET ---------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import argparse
 import concurrent.futures as cf
 import json
 import multiprocessing as mp
+import resource
 import sys
 import tempfile
 from pathlib import Path
@@ -36,7 +37,9 @@ def _run(spec_json: str) -> dict:
     with tempfile.TemporaryDirectory() as d:
         store = RunStore(Path(d) / "run")
         store.init(spec)
+        r0 = resource.getrusage(resource.RUSAGE_SELF)
         out = execute(store.dir, progress=False, echo=False)
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
         if out.state != "done":
             raise RuntimeError(out.error)
         df = store.read_metrics()
@@ -45,6 +48,7 @@ def _run(spec_json: str) -> dict:
         "train_s": float((df["time_env_s"] + df["time_update_s"]).sum()),
         "env_s": float(df["time_env_s"].sum()),
         "total_s": float(df["wall_clock_s"].iloc[-1]),
+        "cpu_s": (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime),  # robust to other load on the machine
         "peak_rss_mb": float(df["peak_rss_mb"].max()),
         "eval_final": float(df["eval_return_mean"].iloc[-1]),
     }
@@ -97,12 +101,14 @@ def main() -> int:
             print(f"  {algo:8s} {json.dumps({k: round(v, 1) for k, v in row[algo].items()})}", flush=True)
         d, b = row["ppo-dap"], row["ppo"]
         row["ratios"] = {"train": d["train_s"] / b["train_s"], "total": d["total_s"] / b["total_s"],
+                         "cpu": d["cpu_s"] / b["cpu_s"],
                          "peak_rss": d["peak_rss_mb"] / b["peak_rss_mb"]}
         rest = d["train_s"] - d["env_s"] - d.get("time_proposals_s", 0) - d.get("time_q_fit_s", 0) - d.get(
             "time_pet_s", 0)
         r = row["ratios"]
         print(f"  {task}: PPO-DAP / PPO  training time {r['train']:.2f}x, total {r['total']:.2f}x, peak RSS "
-              f"{r['peak_rss']:.2f}x  |  PPO-DAP training {d['train_s']:.0f} s = env {d['env_s']:.0f} + proposals "
+              f"{r['peak_rss']:.2f}x, CPU time {r['cpu']:.2f}x  |  PPO-DAP training {d['train_s']:.0f} s = env "
+              f"{d['env_s']:.0f} + proposals "
               f"{d.get('time_proposals_s', 0):.0f} + Q fit {d.get('time_q_fit_s', 0):.0f} + PET "
               f"{d.get('time_pet_s', 0):.0f} + PPO update and inference {rest:.0f}; PPO training "
               f"{b['train_s']:.0f} s (env {b['env_s']:.0f})", flush=True)

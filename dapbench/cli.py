@@ -134,6 +134,35 @@ def _parser() -> argparse.ArgumentParser:
                        description="List registered algorithms, what they need, and every config field with "
                        "its default; algorithms of the protocol not implemented yet are listed too.")
     a.add_argument("name", nargs="?", help="show one algorithm only")
+
+    rp = sub.add_parser("reproduce", formatter_class=_Formatter, help="re-execute a finished run and compare its "
+                        "per-epoch table with the stored one (exit 0: reproduces, 1: does not)",
+                        description="Re-execute a finished run from its stored spec in a scratch folder and compare "
+                        "every non-timing column of the new per-epoch table with the stored one. On the same "
+                        "software stack (packages, Python, CPU/GPU in the run's provenance) the tables must be "
+                        "bit-identical; on another stack the differences are listed and must be within --rtol.")
+    rp.add_argument("run_dir", type=Path, help="a run folder, e.g. results/quick/hopper/ppo/seed_0")
+    rp.add_argument("--scratch", type=Path, default=None, help="where to re-execute (default: a temporary folder, "
+                    "removed afterwards)")
+    rp.add_argument("--rtol", type=float, default=0.0, help="relative tolerance per value when the software stack "
+                    "differs (on the same stack only bit-identity counts)")
+
+    ck = sub.add_parser("check", formatter_class=_Formatter, help="regression checks of a results folder against a "
+                        "stored baseline (exit 0: pass, 1: regression, 2: bad input)",
+                        description="Compare per-task, per-algorithm final return and ALC@40 (bootstrap interval of "
+                        "the difference), speed (steps/s over the raw env steps/s measured in the same run), peak "
+                        "memory and audit metrics against a baseline file; --repeat also requires bit-identical "
+                        "tables between two runs of the same suite. Tolerances: docs/regression.md.")
+    ck.add_argument("results", type=Path, help="a results folder (e.g. what `run --results DIR` wrote)")
+    ck.add_argument("--baseline", type=Path, required=True, help="baseline JSON, e.g. results/baselines/ci.json")
+    ck.add_argument("--update", action="store_true", help="write the baseline from RESULTS instead of checking")
+    ck.add_argument("--repeat", type=Path, default=None, metavar="OTHER", help="a second results folder of the same "
+                    "suite: every table must equal its twin's (determinism gate)")
+    ck.add_argument("--reps", type=int, default=2000, help="bootstrap repetitions")
+    ck.add_argument("--rel-tol", type=float, default=0.10, help="learning: relative drop that counts as material")
+    ck.add_argument("--abs-tol", type=float, default=1.0, help="learning: smallest drop that counts as material")
+    ck.add_argument("--speed-tol", type=float, default=0.30, help="speed: allowed relative slowdown")
+    ck.add_argument("--mem-tol", type=float, default=0.20, help="memory: allowed relative growth")
     return p
 
 
@@ -453,8 +482,68 @@ def _dataset_task(args: argparse.Namespace):
     return next((t for t in TASKS.values() if t.gym_id == gym_id), None)
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from dapbench.results.reproduce import reproduce
+
+    err_console.print(f"re-executing {args.run_dir} from its spec ...")
+    r = reproduce(args.run_dir, scratch=args.scratch, rtol=args.rtol)
+    if r.same_stack:
+        console.print("same machine type and software stack as the stored run: bit-identical tables expected")
+    else:
+        console.print("the software stack differs from the stored run's: " + "; ".join(r.stack_changes))
+    if r.bit_identical:
+        console.print(f"[green]reproduces[/green]: {len(r.compared)} columns bit-identical in every epoch "
+                      "(timing columns not compared)")
+        return 0
+    for m in r.missing:
+        console.print(f"[red]mismatch[/red]: column or shape only on one side: {m}")
+    if r.diffs:
+        table = Table(title=f"{len(r.diffs)} of {len(r.compared)} columns differ")
+        for col in ("column", "first epoch", "epochs differing", "stored", "new", "max abs diff", "max rel diff"):
+            table.add_column(col)
+        for d in r.diffs:
+            num = lambda x: f"{x:.9g}" if isinstance(x, float) else str(x)  # noqa: E731
+            table.add_row(d.column, str(d.first_epoch), str(d.n_epochs), num(d.stored), num(d.new),
+                          f"{d.max_abs:.3g}", f"{d.max_rel:.3g}")
+        console.print(table)
+    if r.reproduces:
+        console.print(f"[green]reproduces[/green] within rtol {args.rtol:g} (not bit-identical: the stack differs)")
+        return 0
+    console.print("[red]does not reproduce[/red]")
+    return 1
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from dapbench.regression import Tolerances, run_check, write_baseline
+
+    if args.update:
+        b = write_baseline(args.results, args.baseline, " ".join(sys.argv))
+        console.print(f"baseline written to {args.baseline}: {len(b.cells)} cells "
+                      f"({', '.join(f'{k} x {len(c.seeds)} seeds' for k, c in b.cells.items())})")
+        return 0
+    tol = Tolerances(rel_tol=args.rel_tol, abs_tol=args.abs_tol, speed_tol=args.speed_tol, mem_tol=args.mem_tol,
+                     reps=args.reps)
+    verdicts, notes = run_check(args.results, args.baseline, tol, args.repeat)
+    table = Table(title=f"{args.results} against {args.baseline}")
+    for col in ("cell", "check", "baseline", "new", "detail", "verdict"):
+        table.add_column(col, overflow="fold")
+    for v in verdicts:
+        verdict = "[green]pass[/green]" if v.ok else "[red]FAIL[/red]"
+        table.add_row(v.cell, v.check, v.baseline, v.new, v.detail, verdict)
+    console.print(table)
+    for n in notes:
+        console.print(f"note: {n}")
+    failed = [v for v in verdicts if not v.ok]
+    if failed:
+        console.print(f"[red]{len(failed)} of {len(verdicts)} checks failed[/red]: "
+                      + "; ".join(f"{v.cell} {v.check} ({v.detail})" for v in failed))
+        return 1
+    console.print(f"[green]all {len(verdicts)} checks passed[/green]")
+    return 0
+
+
 COMMANDS = {"run": cmd_run, "status": cmd_status, "report": cmd_report, "tasks": cmd_tasks, "algos": cmd_algos,
-            "data": cmd_data}
+            "data": cmd_data, "reproduce": cmd_reproduce, "check": cmd_check}
 
 
 def main(argv: list[str] | None = None) -> int:

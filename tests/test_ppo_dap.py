@@ -206,3 +206,32 @@ def test_ppo_dap_resumed_after_a_kill_is_bit_identical(bimodal_dataset, tmp_path
     pd.testing.assert_frame_equal(full, killed, check_exact=True)
     assert {"oglr", "spr", "ess_k", "prior_kl_drift", "aux_grad_share"} <= set(full.columns)
     assert full["prior_kl_drift"].notna().sum() == 3  # PET every 2 epochs
+
+
+def test_proposals_on_a_subset_of_states_mask_the_rest_out_of_the_auxiliary_loss(bimodal_dataset) -> None:
+    algo, env = _algo(bimodal_dataset, proposal_frac=0.25)
+    n, g = 16, torch.Generator().manual_seed(0)
+    mask = torch.zeros(n)
+    mask[::4] = 1.0
+    mb = DAPBatch(obs=torch.randn(n, 11, generator=g), actions=torch.zeros(n, 3), logprobs=torch.zeros(n),
+                  values=torch.zeros(n), advantages=torch.zeros(n), returns=torch.zeros(n),
+                  origin=torch.zeros(n, dtype=torch.uint8), raw_obs=torch.zeros(n, 11),
+                  proposals=torch.randn(n, algo.m, 3, generator=g) * mask[:, None, None],
+                  prior_mu=torch.randn(n, 3, generator=g) * mask[:, None],
+                  prior_std=torch.where(mask[:, None] > 0, torch.rand(n, 3, generator=g) + 0.1, 1.0), has_prop=mask)
+    loss, stats = algo.auxiliary_loss(mb)
+    sub = mb.index(torch.arange(0, n, 4))
+    sub.has_prop = None  # the same states with no mask: the loss must be the same
+    ref, ref_stats = algo.auxiliary_loss(sub)
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-6)
+    assert stats["aux_nll"] == pytest.approx(ref_stats["aux_nll"], rel=1e-6)
+
+    seen: list[DAPBatch] = []
+    process = algo.process_batch
+    algo.process_batch = lambda b: seen.append(process(b)) or seen[-1]
+    stats = algo.train_epoch(env, 512)  # 2 rollouts of 256 states, proposals for 64 of each
+    assert len(seen) == 2 and all(int(b.has_prop.sum()) == 64 for b in seen)
+    for b in seen:
+        rows = b.has_prop > 0
+        assert b.proposals[~rows].abs().sum() == 0 and b.proposals[rows].abs().sum() > 0
+    assert stats["oglr"] == 0.0 and stats["spr"] == 0.0 and 0 < stats["aux_grad_share"] < 1

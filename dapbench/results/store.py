@@ -115,6 +115,15 @@ class RunStore:
         attempts.append(entry)
         atomic_write_text(self.provenance_path, json.dumps(attempts, indent=2) + "\n")
 
+    def read_provenance(self) -> list[dict[str, Any]]:
+        """One entry per attempt (start or resume), oldest first; [] when the run never started."""
+        if not self.provenance_path.exists():
+            return []
+        try:
+            return json.loads(self.provenance_path.read_text())
+        except ValueError as e:
+            raise RunFolderError(f"{self.provenance_path}: corrupt provenance ({e})") from None
+
     # ----- metrics and checkpoints -----
     def write_metrics(self, rows: list[dict[str, Any]]) -> None:
         df = pd.DataFrame(rows)

@@ -49,6 +49,24 @@ def random_policy_score(task: TaskInfo, episodes: int, seed: int) -> dict[str, f
     }
 
 
+def raw_env_rate(task: TaskInfo, steps: int = 1000, seed: int = 0) -> float:
+    """Raw env steps/s under uniform random actions: the reference computation that speed checks divide
+    by, measured in the same process as the run so that the machine's speed and load cancel out."""
+    env = task.make()
+    rng = np.random.default_rng(seed)
+    low, high = env.action_space.low, env.action_space.high
+    actions = rng.uniform(low, high, size=(steps, *low.shape)).astype(env.action_space.dtype)
+    env.reset(seed=seed)
+    t0 = time.perf_counter()
+    for a in actions:
+        _, _, term, trunc, _ = env.step(a)
+        if term or trunc:
+            env.reset()
+    elapsed = time.perf_counter() - t0
+    env.close()
+    return steps / elapsed
+
+
 def measure(tasks: list[TaskInfo], episodes: int, seed: int, output: Path = REFERENCE_FILE) -> dict:
     """Measure every available task in `tasks` and merge the results into `output`."""
     data = json.loads(output.read_text()) if output.exists() else {"meta": {}, "tasks": {}}

@@ -29,6 +29,7 @@ from dapbench.errors import RunFolderError, TrainingError
 from dapbench.registry import get_algorithm
 from dapbench.results.provenance import collect
 from dapbench.results.store import RunLocked, RunStore, Status
+from dapbench.tasks.reference import raw_env_rate
 from dapbench.tasks.registry import get_task
 from dapbench.training.env import TrainEnv
 from dapbench.training.evaluation import Evaluator
@@ -36,7 +37,7 @@ from dapbench.training.memory import cuda_peak_mb, peak_rss_mb
 
 TIMING_COLUMNS = (
     "steps_per_s", "time_env_s", "time_update_s", "time_eval_s", "time_epoch_s", "wall_clock_s",
-    "peak_rss_mb", "cuda_peak_mb",
+    "peak_rss_mb", "cuda_peak_mb", "ref_env_steps_per_s",
 )
 CHECKPOINT_VERSION = 1
 
@@ -196,7 +197,8 @@ def _train(spec: RunSpec, store: RunStore, log: logging.Logger, progress: bool) 
         rows, start_epoch, wall = ckpt["rows"], ckpt["epoch"], ckpt["wall_clock_s"]
         store.write_metrics(rows)  # the checkpoint is the source of truth
         log.info("resumed from epoch %d", start_epoch)
-    store.add_provenance({**collect(device), "resumed_from_epoch": start_epoch})
+    ref_rate = raw_env_rate(get_task(spec.task))  # per attempt: speed checks divide steps_per_s by it
+    store.add_provenance({**collect(device), "resumed_from_epoch": start_epoch, "ref_env_steps_per_s": ref_rate})
     store.write_status(Status(state="running", epoch=start_epoch, epochs=spec.epochs,
                               hostname=os.uname().nodename, pid=os.getpid()))
     nan_epoch = int(os.environ.get(NAN_SWITCH, "0"))
@@ -237,6 +239,7 @@ def _train(spec: RunSpec, store: RunStore, log: logging.Logger, progress: bool) 
                 "wall_clock_s": wall,
                 "peak_rss_mb": peak_rss_mb(),
                 "cuda_peak_mb": cuda_peak_mb(device),
+                "ref_env_steps_per_s": ref_rate,
             })
             rows.append(row)
             store.save_checkpoint({
