@@ -2,4 +2,4 @@
 
 __dapbench__ = True  # lets the registry tell this package from a foreign one named `algorithms`
 
-from algorithms import ppo, ppo_dap  # noqa: F401
+from algorithms import dtql, ppo, ppo_dap, ppo_diffusion, ppo_variants  # noqa: F401

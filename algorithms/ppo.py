@@ -7,7 +7,8 @@ truncation as a termination. `bootstrap_truncation=False` gives CleanRL's behavi
 Variants subclass `PPO` and override only what differs:
   - `surrogate_loss(ratio, adv, batch)`  the policy objective (default: clipped surrogate),
   - `auxiliary_loss(batch)`              extra terms added to the loss (default: none),
-  - `process_batch(batch)`               the rollout after GAE, before the update (default: as is).
+  - `process_batch(batch)`               the rollout after GAE, before the update (default: as is),
+  - `epoch_batch(batch, epoch)`          the batch of one update epoch (default: the same every epoch).
 Every sample in a `Batch` carries its `origin` (0 = fresh on-policy), so audit metrics can be computed
 from real provenance.
 
@@ -279,6 +280,10 @@ class PPO(Algorithm):
         """Post-process the rollout after GAE (a variant may add samples, with their origin). PPO: none."""
         return batch
 
+    def epoch_batch(self, batch: Batch, epoch: int) -> Batch:
+        """The batch update epoch `epoch` learns from (a variant may re-estimate advantages). PPO: the same."""
+        return batch
+
     def diagnostics(self, batch: Batch) -> dict[str, float]:
         """Statistics of the batch about to be learned from, before any step (audit metrics). PPO: none."""
         return {}
@@ -301,8 +306,9 @@ class PPO(Algorithm):
         n = len(batch)
         mb_size = max(1, n // c.num_minibatches)
         pg_l, v_l, ent_l, kl_l, clipfracs, aux_stats = [], [], [], [], [], []
-        for _ in range(c.update_epochs):
-            shuffled = batch.index(torch.as_tensor(self.rng.permutation(n), device=self.device))
+        for epoch in range(c.update_epochs):
+            perm = torch.as_tensor(self.rng.permutation(n), device=self.device)
+            shuffled = self.epoch_batch(batch, epoch).index(perm)
             for start in range(0, n, mb_size):
                 mb = shuffled.index(slice(start, start + mb_size))
                 newlogprob, entropy = self.agent.log_prob_entropy(mb.obs, mb.actions)

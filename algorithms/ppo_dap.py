@@ -77,6 +77,8 @@ class PPODAPConfig(PPOConfig):
     q_lr: float = Field(3e-4, gt=0, description="Q head step size (ours)")
     q_epochs: int = Field(2, gt=0, description="passes over each rollout to fit Q (ours)")
     probe_states: int = Field(128, gt=0, description="fixed states for the prior KL drift estimate (ours)")
+    proposal_chunk: int = Field(512, gt=0, description="states per proposal batch: bounds peak memory, same "
+                                "work (ours)")
     proposal_frac: float = Field(1.0, gt=0, le=1, description="share of each rollout's states that get proposals "
                                  "and the auxiliary loss (1 = all, as the paper; < 1 trades signal for speed)")
     prior: PriorConfig = Field(PriorConfig(), description="the offline prior (DTQL's network and EDM)")
@@ -104,6 +106,28 @@ class QHead(nn.Module):
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([obs, act], -1)).squeeze(-1)
+
+
+def grad_norm(gs) -> float:
+    """||g|| over a list of gradients (None entries skipped)."""
+    return float(torch.sqrt(sum((g**2).sum() for g in gs if g is not None)))
+
+
+def on_policy_audit(agent, b: Batch, vf_coef: float) -> tuple[dict[str, float], tuple[torch.Tensor, ...]]:
+    """OGLR and SPR of a PPO batch from each sample's `origin` (docs/audit.md), and grad_theta L_PPO.
+
+    L_PPO = (1/N) sum_i [-A_i r_i + c_v (V(s_i) - R_i)^2 / 2] (advantages normalised over the batch);
+    OGLR = ||grad of the terms with origin != 0|| / ||grad L_PPO||; SPR = share of samples with origin != 0."""
+    params = list(agent.parameters())
+    logp, _ = agent.log_prob_entropy(b.obs, b.actions)
+    adv = (b.advantages - b.advantages.mean()) / (b.advantages.std() + 1e-8)
+    per_sample = -adv * (logp - b.logprobs).exp() + vf_coef * 0.5 * (agent.value(b.obs) - b.returns) ** 2
+    fresh = (b.origin == 0).float()
+    n = len(b)
+    g_all = torch.autograd.grad(per_sample.sum() / n, params, retain_graph=True)
+    g_off = torch.autograd.grad((per_sample * (1 - fresh)).sum() / n, params, allow_unused=True)
+    total = grad_norm(g_all)
+    return {"oglr": grad_norm(g_off) / total if total > 0 else 0.0, "spr": float(1 - fresh.mean())}, g_all
 
 
 def energy_weights(q: torch.Tensor, beta: float) -> torch.Tensor:
@@ -139,17 +163,25 @@ class PPODAP(PPO):
     needs_dataset = True
     needs_prior = True
 
+    @classmethod
+    def shared_work(cls, config: PPODAPConfig, task: str, dataset: str | None) -> str | None:
+        """The offline prior, trained once per (task, dataset, prior config) and cached."""
+        from dapbench.diffusion.prior import is_cached
+
+        if dataset is None or is_cached(task, dataset, config.prior):
+            return None
+        return f"prior {task} {dataset} {config.prior.model_dump_json()}"
+
     def __init__(self, config: PPODAPConfig, spaces: Spaces, context: Context) -> None:
         super().__init__(config, spaces, context)
         c = self.cfg
         if context.dataset is None:
             raise ValueError("ppo-dap needs a logged dataset (context.dataset)")
-        from dapbench.data.load import load_transitions
+        from dapbench.data.load import load_transitions, observations_at
 
         self.max_action = float(np.max(np.abs(spaces.act_high)))
-        offline = load_transitions(context.dataset)
         self.prior, self.prior_info = load_or_train(context.task or "task", context.dataset, self.max_action,
-                                                     c.prior, data=offline)
+                                                     c.prior)  # loads the logged data only if it must train
         if c.pet == "lora":
             from peft import LoraConfig, get_peft_model  # slow import: only here
 
@@ -165,8 +197,8 @@ class PPODAP(PPO):
         self.q_optimizer = torch.optim.Adam(self.q.parameters(), lr=c.q_lr, eps=1e-5)
         self.gen = torch.Generator(device=self.device).manual_seed(context.seed + 1)  # proposals, PET noise
         self.m = math.ceil(c.m_frac * c.K)
-        self.offline = offline.to(self.device) if c.leak_offline > 0 else None
-        self.probe = offline.obs[torch.linspace(0, len(offline) - 1, c.probe_states).long()].to(self.device)
+        self.offline = load_transitions(context.dataset).to(self.device) if c.leak_offline > 0 else None
+        self.probe = observations_at(context.dataset, c.probe_states).to(self.device)
         self.epochs_done = 0
         self.pet_obs: list[np.ndarray] = []  # on-policy (s, a) since the last PET round
         self.pet_act: list[np.ndarray] = []
@@ -209,21 +241,26 @@ class PPODAP(PPO):
         return self.cfg.beta_max * min(1.0, progress / self.cfg.beta_anneal_frac)
 
     def propose(self, obs_n: torch.Tensor, raw_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """K guided proposals per state (n, K, act) and their Q values (n, K)."""
-        c, (n, K) = self.cfg, (obs_n.shape[0], self.cfg.K)
-        obs_rep, raw_rep = obs_n.repeat_interleave(K, 0), raw_obs.repeat_interleave(K, 0)
-
-        def grad_q(_s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-            with torch.enable_grad():
-                a = a.detach().requires_grad_(True)
-                return torch.autograd.grad(self.q(obs_rep, a).sum(), a)[0]
-
+        """K guided proposals per state (n, K, act) and their Q values (n, K), `proposal_chunk` states at a
+        time (the same work; the peak memory of one chunk's denoiser activations instead of the rollout's)."""
+        c, K = self.cfg, self.cfg.K
         guided = c.guidance in ("both", "gradient")
-        actions = sample(self.prior.edm, self.prior.cond(raw_rep), c.sampler, self.gen,
-                         grad_q=grad_q if guided else None, alpha_max=c.alpha_max)
+        actions = []
+        for i in range(0, obs_n.shape[0], c.proposal_chunk):
+            obs_rep = obs_n[i:i + c.proposal_chunk].repeat_interleave(K, 0)
+
+            def grad_q(_s: torch.Tensor, a: torch.Tensor, obs_rep=obs_rep) -> torch.Tensor:
+                with torch.enable_grad():
+                    a = a.detach().requires_grad_(True)
+                    return torch.autograd.grad(self.q(obs_rep, a).sum(), a)[0]
+
+            cond = self.prior.cond(raw_obs[i:i + c.proposal_chunk].repeat_interleave(K, 0))
+            actions.append(sample(self.prior.edm, cond, c.sampler, self.gen, grad_q=grad_q if guided else None,
+                                  alpha_max=c.alpha_max))
+        actions = torch.cat(actions)
         with torch.no_grad():
-            q = self.q(obs_rep, actions).view(n, K)
-        return actions.view(n, K, -1), q
+            q = self.q(obs_n.repeat_interleave(K, 0), actions).view(-1, K)
+        return actions.view(-1, K, actions.shape[-1]), q
 
     def process_batch(self, batch: Batch) -> Batch:
         c, n = self.cfg, len(batch)
@@ -290,28 +327,18 @@ class PPODAP(PPO):
     # ----- audit -------------------------------------------------------------------------------------
     def diagnostics(self, b: DAPBatch) -> dict[str, float]:
         """OGLR, SPR and the auxiliary gradient share, on the whole batch before the update."""
-        c, t0 = self.cfg, time.perf_counter()
-        params = list(self.agent.parameters())
+        t0 = time.perf_counter()
+        audit, g_all = on_policy_audit(self.agent, b, self.cfg.vf_coef)
         actor = [*self.agent.actor_mean.parameters(), self.agent.actor_logstd]
-        logp, _ = self.agent.log_prob_entropy(b.obs, b.actions)
-        adv = (b.advantages - b.advantages.mean()) / (b.advantages.std() + 1e-8)
-        per_sample = -adv * (logp - b.logprobs).exp() + c.vf_coef * 0.5 * (self.agent.value(b.obs) - b.returns) ** 2
-        fresh = (b.origin == 0).float()
-        n = len(b)
-        g_all = torch.autograd.grad(per_sample.sum() / n, params, retain_graph=True)
-        g_off = torch.autograd.grad((per_sample * (1 - fresh)).sum() / n, params, retain_graph=True)
         actor_ids = {id(p) for p in actor}
-        g_ppo_actor = [g for p, g in zip(params, g_all, strict=True) if id(p) in actor_ids]
+        g_ppo_actor = [g for p, g in zip(self.agent.parameters(), g_all, strict=True) if id(p) in actor_ids]
         aux, _ = self.auxiliary_loss(b)
-        g_aux = torch.autograd.grad(aux, actor, allow_unused=True)
-        norm = lambda gs: float(torch.sqrt(sum((g**2).sum() for g in gs if g is not None)))  # noqa: E731
-        total, aux_n = norm(g_all), norm(g_aux)
+        aux_n = grad_norm(torch.autograd.grad(aux, actor, allow_unused=True))
         return {
-            "oglr": norm(g_off) / total if total > 0 else 0.0,
-            "spr": float(1 - fresh.mean()),
+            **audit,
             "ess_k": self._ess,
             "q_spread": self._q_spread,
-            "aux_grad_share": aux_n / (norm(g_ppo_actor) + aux_n),
+            "aux_grad_share": aux_n / (grad_norm(g_ppo_actor) + aux_n),
             "q_loss": self._q_loss,
             "beta": self.beta,
             **self._times,
@@ -374,4 +401,4 @@ class PPODAP(PPO):
         self.pet_obs, self.pet_act = list(s["pet_obs"]), list(s["pet_act"])
 
 
-__all__ = ["PPODAP", "ActionPrior", "PPODAPConfig"]
+__all__ = ["PPODAP", "ActionPrior", "PPODAPConfig", "on_policy_audit"]

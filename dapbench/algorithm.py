@@ -63,6 +63,13 @@ class Algorithm(ABC):
     needs_prior: ClassVar[bool] = False
     reconstruction: ClassVar[str | None] = None
 
+    @classmethod
+    def shared_work(cls, config: AlgoConfig, task: str, dataset: str | None) -> str | None:
+        """Work that runs with this config share and that is not done yet (e.g. pre-training a prior), named
+        so that equal work has equal names; None when there is none. Building the algorithm does it (once,
+        cached); the slurm launcher does it in a preparation job per name before the runs start."""
+        return None
+
     def __init__(self, config: AlgoConfig, spaces: Spaces, context: Context) -> None:
         self.config = config
         self.spaces = spaces

@@ -55,19 +55,28 @@ def _parser() -> argparse.ArgumentParser:
                    "VALUEs; repeatable (all must match)")
     r.add_argument("--jobs", type=int, default=None, help="parallel runs for the local launcher "
                    "(default: the suite's launcher.jobs, else the number of cores)")
-    r.add_argument("--launcher", choices=["debug", "local"], default=None,
-                   help="debug: in this process, one run after another; local: a process pool "
-                   "(default: the suite's launcher.name)")
+    r.add_argument("--launcher", choices=["debug", "local", "slurm"], default=None,
+                   help="debug: in this process, one run after another; local: a process pool; slurm: job "
+                   "arrays on the Slurm cluster (docs/slurm.md) (default: the suite's launcher.name)")
+    r.add_argument("--wait", action="store_true", help="slurm: wait for the jobs to end and report every run "
+                   "(default: submit and return; follow with `dapbench status`)")
     r.add_argument("--results", type=Path, default=None, help="results folder (default: the suite's results_dir, "
                    "else results/<suite name>)")
     r.add_argument("--skip-unavailable", action="store_true",
                    help="drop cells whose task or algorithm is not available yet instead of refusing to start")
 
-    s = sub.add_parser("status", formatter_class=_Formatter, help="pending / running / done / failed runs of a suite",
-                       description="Counts of a suite's runs by state and a per-run table, read from the run folders.")
-    s.add_argument("suite", type=Path)
-    s.add_argument("--results", type=Path, default=None, help="results folder (default: the suite's)")
-    s.add_argument("--only", action="append", default=[], metavar="KEY=VALUE", help="as for run")
+    s = sub.add_parser("status", formatter_class=_Formatter,
+                       help="pending / queued / running / done / failed runs of a suite",
+                       description="Counts of a suite's runs by state and a per-run table, from the run folders "
+                       "and, for runs submitted to Slurm, the scheduler's view of their jobs.")
+    c = sub.add_parser("cancel", formatter_class=_Formatter, help="cancel a suite's queued and running Slurm jobs",
+                       description="scancel the suite's jobs that are still queued or running (its training "
+                       "arrays and, without --only, its preparation jobs). Finished epochs are kept: running "
+                       "the suite again resumes the runs from their checkpoints.")
+    for x in (s, c):
+        x.add_argument("suite", type=Path)
+        x.add_argument("--results", type=Path, default=None, help="results folder (default: the suite's)")
+        x.add_argument("--only", action="append", default=[], metavar="KEY=VALUE", help="as for run")
 
     rp = sub.add_parser("report", formatter_class=_Formatter, help="HTML and PDF report of results folders "
                         "(final return, ALC@40, rliable aggregates, overheads, audit, provenance)",
@@ -259,13 +268,12 @@ def _make_command(task: str, name: str) -> str:
     return cmd
 
 
-def _ensure_datasets(path: Path, suite, specs: list[RunSpec]) -> None:
-    """Make the missing datasets the suite knows how to make, before any run; refuse the others."""
+def _missing_datasets(path: Path, suite, specs: list[RunSpec]) -> list:
+    """The missing datasets the runs need, as the suite's recipes; refuse (exit 2) when the suite has none."""
     needed = sorted({s.dataset for s in specs if s.dataset})
     if not needed:
-        return
+        return []
     from dapbench.data.load import local_dataset_ids
-    from dapbench.data.make import MakeRequest, make
 
     have = set(local_dataset_ids())
     recipes = {d.id: d for d in suite.datasets}
@@ -279,10 +287,24 @@ def _ensure_datasets(path: Path, suite, specs: list[RunSpec]) -> None:
                     else f"minari download {d}")
             lines.append(f"{d}: make it with `{hint}`, or add it to the suite's `datasets:` section")
         raise BadInputError(f"{path}: missing datasets, nothing was started:\n  " + "\n  ".join(lines))
-    for d in missing:
-        r = recipes[d]
-        console.print(f"making dataset {d} first")
+    return [recipes[d] for d in missing]
+
+
+def _ensure_datasets(path: Path, suite, specs: list[RunSpec]) -> None:
+    """Make the missing datasets the suite knows how to make, before any run; refuse the others."""
+    from dapbench.data.make import MakeRequest, make
+
+    for r in _missing_datasets(path, suite, specs):
+        console.print(f"making dataset {r.id} first")
         make(MakeRequest(r.task, r.quality, r.seed, r.steps, r.behaviour_steps), log=console.print)
+
+
+def _report(o, results: Path) -> None:
+    rel = Path(o.run_dir).relative_to(results) if Path(o.run_dir).is_relative_to(results) else o.run_dir
+    if o.state == "failed":
+        err_console.print(f"[red]failed[/red] {rel} at epoch {o.epoch}:", escape(str(o.error)))
+    else:
+        console.print(f"{o.state} {rel}" + (f" ({o.error})" if o.error else ""))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -291,8 +313,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     results = args.results or suite.results_path()
     if not specs:
         raise BadInputError(f"{args.suite}: no runs match --only {' '.join(args.only)}")
+    launcher = args.launcher or suite.launcher.name
     if args.dry_run:
         _dry_run(suite.name, specs, results)
+        if launcher == "slurm":
+            _dry_run_slurm(suite, [s for s in specs if s.runnable], results)
         return 0
     blocked = [s for s in specs if not s.runnable]
     if blocked:
@@ -307,28 +332,125 @@ def cmd_run(args: argparse.Namespace) -> int:
         specs = [s for s in specs if s.runnable]
     if args.jobs is not None and args.jobs < 1:
         raise BadInputError(f"--jobs must be at least 1 (got {args.jobs})")
+    if launcher == "slurm":
+        from dapbench.launch import scheduler
+
+        why = scheduler.unavailable()
+        if why:
+            local = _suite_command(args, "run") + " --skip-unavailable" * args.skip_unavailable + " --launcher local"
+            raise BadInputError(f"{args.suite} runs on Slurm, and no Slurm cluster answers here ({why}); to run "
+                                f"it on this machine: {local}")
     _check_folders(specs, results)  # before any dataset is made; nothing is created on bad input
+    if launcher == "slurm":
+        return _run_slurm(args, suite, specs, results)
     _ensure_datasets(args.suite, suite, specs)
     dirs = _prepare(specs, results)
     todo = [d for d in dirs if RunStore(d).status().state != "done"]
-    launcher = args.launcher or suite.launcher.name
     console.print(f"suite {suite.name}: {len(specs)} runs in {results}/ ({len(specs) - len(todo)} already done, "
                   f"{len(todo)} to run with the {launcher} launcher)")
 
-    def report(o) -> None:
-        rel = Path(o.run_dir).relative_to(results) if Path(o.run_dir).is_relative_to(results) else o.run_dir
-        if o.state == "failed":
-            err_console.print(f"[red]failed[/red] {rel} at epoch {o.epoch}:", escape(str(o.error)))
-        else:
-            console.print(f"{o.state} {rel}" + (f" ({o.error})" if o.error else ""))
-
     from dapbench.launch.launchers import launch
 
-    outcomes = launch(launcher, todo, args.jobs or suite.launcher.jobs, report)
+    outcomes = launch(launcher, todo, args.jobs or suite.launcher.jobs, lambda o: _report(o, results))
     counts = Counter(o.state for o in outcomes)
     console.print(f"results in {results}/: {len(specs) - len(todo) + counts['done']} done, {counts['failed']} failed"
                   + (f", {counts['running']} running elsewhere" if counts["running"] else ""))
     return 1 if counts["failed"] else 0
+
+
+def _suite_command(args: argparse.Namespace, command: str) -> str:
+    extra = f" --results {args.results}" if args.results else ""
+    return f"dapbench {command} {args.suite}{extra}" + "".join(f" --only {o}" for o in args.only)
+
+
+def _dry_run_slurm(suite, specs: list[RunSpec], results: Path) -> None:
+    """The arrays a submission would make, with their sbatch options (as in the submission script)."""
+    from dapbench.launch import slurm
+
+    folder = (results / slurm.SUBMIT_FOLDER).resolve()
+    groups = slurm.group_by_resources(suite, {results / s.relpath(): s for s in specs})
+    console.print(f"slurm: {len(groups)} array{'s' * (len(groups) > 1)} of training jobs (after jobs making any "
+                  "missing datasets and shared priors), with these sbatch options:")
+    for res, dirs in groups:
+        params = slurm.sbatch_parameters(res, f"dapbench-{suite.name}", folder / "code" / "HASH",
+                                         suite.launcher.parallelism)
+        flags = [line.removeprefix("#SBATCH ") for line in slurm.sbatch_script(params, folder, len(dirs)).splitlines()
+                 if line.startswith("#SBATCH") and not line.startswith(("#SBATCH --output", "#SBATCH --error"))]
+        tasks = sorted({d.relative_to(results).parts[0] for d in dirs})
+        console.print(f"  {len(dirs)} runs ({', '.join(tasks)}): {' '.join(flags)}", soft_wrap=True)
+
+
+def _run_slurm(args: argparse.Namespace, suite, specs: list[RunSpec], results: Path) -> int:
+    from dapbench.launch import slurm
+
+    datasets = _missing_datasets(args.suite, suite, specs)
+    dirs = _prepare(specs, results)
+    runs = {d: s for d, s in zip(dirs, specs, strict=True) if RunStore(d).status().state != "done"}
+    sub = slurm.submit(suite, args.suite, runs, results, datasets, log=console.print)
+    new = sum(len(a.runs) for a in sub.arrays)
+    for a in sub.arrays:
+        after = f" after job{'s' * (len(a.after) > 1)} {', '.join(a.after)}" if a.after else ""
+        limit = f", at most {suite.launcher.parallelism} at once" if suite.launcher.parallelism else ""
+        console.print(f"submitted array {a.job_id}: {len(a.runs)} runs ({slurm.describe(a.resources)}{limit})"
+                      f"{after}")
+    if sub.active:
+        ids = sorted(sub.active.values())
+        console.print(f"left alone: {len(sub.active)} runs already queued or running (jobs {', '.join(ids[:6])}"
+                      + (f", ... {len(ids) - 6} more)" if len(ids) > 6 else ")"))
+    console.print(f"suite {suite.name}: {len(specs)} runs in {results}/: {len(specs) - len(runs)} done, "
+                  f"{len(sub.active)} queued or running, {new} submitted"
+                  + ("" if new else " (nothing to submit)") + f"; logs in {results / slurm.SUBMIT_FOLDER}/")
+    if not args.wait:
+        console.print(f"follow with: {_suite_command(args, 'status')}")
+        return 0
+    ids = sub.job_ids()
+    console.print(f"waiting for {len(ids)} jobs")
+    slurm.wait(ids)
+    states = _run_states(specs, results)
+    for spec, (state, st, _, error) in zip(specs, states, strict=True):
+        if (results / spec.relpath()) in runs or state != "done":
+            from dapbench.training.trainer import RunOutcome
+
+            _report(RunOutcome(str(results / spec.relpath()), state, st.epoch if st else 0, error), results)
+    counts = Counter(state for state, *_ in states)
+    console.print(f"results in {results}/: " + ", ".join(f"{counts[k]} {k}" for k in sorted(counts)))
+    return 0 if counts["done"] == len(specs) else 1
+
+
+def _run_states(specs: list[RunSpec], results: Path) -> list[tuple[str, object, str, str | None]]:
+    """(state, status, job, error) per run, combining run folders with Slurm's view of their jobs."""
+    from dapbench.launch import slurm
+    from dapbench.launch.scheduler import SlurmError, job_states
+
+    records = {}  # run folder -> its Slurm record
+    for s in specs:
+        d = results / s.relpath()
+        if (d / slurm.RECORD).exists():
+            records[d] = slurm.read_record(d)
+    jobs, answered = {}, False
+    if records:
+        try:
+            jobs, answered = job_states(r["job_id"] for r in records.values()), True
+        except SlurmError as e:
+            err_console.print(f"[yellow]Slurm did not answer ({e}); states from the run folders only[/yellow]")
+    out = []
+    for s in specs:
+        state = _cell_state(s, results)
+        if state in ("new", "unavailable", "not implemented"):
+            out.append((state if state != "new" else "pending", None, "", None))
+            continue
+        store = RunStore(results / s.relpath())
+        st = store.status()
+        rec = records.get(store.dir)
+        job = jobs.get(rec["job_id"]) if rec else None
+        if rec:
+            state, error = slurm.run_state(store, st, job)
+            state = "partial" if state == "pending" and st.epoch else state
+        else:
+            error = st.error
+        shown = "" if rec is None else f"{rec['job_id']} {job or 'ended'}" if answered else rec["job_id"]
+        out.append((state, st, shown, error))
+    return out
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -336,16 +458,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     specs = filter_specs(expand(suite), args.only)
     results = args.results or suite.results_path()
     table = Table(title=f"suite {suite.name} in {results}/")
-    for col in ("run", "state", "epoch", "error"):
+    for col in ("run", "state", "epoch", "job", "error"):
         table.add_column(col)
     counts: Counter[str] = Counter()
-    for s in specs:
-        state = _cell_state(s, results)
-        st = RunStore(results / s.relpath()).status() if state not in ("new", "unavailable", "not implemented") \
-            else None
-        counts[state if state != "new" else "pending"] += 1
-        table.add_row(str(s.relpath()), state, f"{st.epoch}/{st.epochs}" if st else "-", (st.error or "") if st else "")
+    for s, (state, st, job, error) in zip(specs, _run_states(specs, results), strict=True):
+        counts[state] += 1
+        table.add_row(str(s.relpath()), state, f"{st.epoch}/{st.epochs}" if st else "-", job, error or "")
     console.print(table)
+    _print_preparation(results)
     console.print(", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
     return 0
 
@@ -370,6 +490,44 @@ def cmd_report(args: argparse.Namespace) -> int:
         err_console.print(f"[yellow]warning:[/yellow] {escape(w)}")
     console.print(f"report: {result.html}" + (f" and {result.pdf} ({result.pdf_pages} pages)" if result.pdf else "")
                   + f"; {result.figures} figures; runs.csv and aggregates.csv beside them")
+    return 0
+
+
+def _print_preparation(results: Path) -> None:
+    from dapbench.launch import slurm
+    from dapbench.launch.scheduler import SlurmError, job_states
+
+    records = slurm.prepare_records(results)
+    if not records:
+        return
+    try:
+        states = job_states(r["job_id"] for r in records)
+    except SlurmError:
+        states = {}
+    for r in records:
+        state = states.get(r["job_id"])
+        console.print(f"preparation job {r['job_id']} {state or 'ended'}: {r['what']}"
+                      + (f" (log: {r['log']})" if state and state.state in ("FAILED", "TIMEOUT", "OUT_OF_MEMORY")
+                         else ""), soft_wrap=True)
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from dapbench.launch import scheduler, slurm
+
+    suite = load_suite(args.suite)
+    specs = filter_specs(expand(suite), args.only)
+    results = args.results or suite.results_path()
+    ids = [r["job_id"] for s in specs if (r := slurm.read_record(results / s.relpath()))]
+    if not args.only:
+        ids += [r["job_id"] for r in slurm.prepare_records(results)]
+    if not ids:
+        console.print(f"suite {suite.name}: no Slurm jobs recorded in {results}/; nothing to cancel")
+        return 0
+    scheduler.require()
+    active = sorted(j for j, st in scheduler.job_states(ids).items() if st.active)
+    scheduler.cancel(active)
+    console.print(f"suite {suite.name}: cancelled {len(active)} jobs" + (f" ({', '.join(active)})" if active else "")
+                  + f"; finished epochs are kept: `{_suite_command(args, 'run')}` resumes the runs")
     return 0
 
 
@@ -542,8 +700,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "status": cmd_status, "report": cmd_report, "tasks": cmd_tasks, "algos": cmd_algos,
-            "data": cmd_data, "reproduce": cmd_reproduce, "check": cmd_check}
+COMMANDS = {"run": cmd_run, "status": cmd_status, "cancel": cmd_cancel, "report": cmd_report, "tasks": cmd_tasks,
+            "algos": cmd_algos, "data": cmd_data, "reproduce": cmd_reproduce, "check": cmd_check}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     NonNegativeInt,
+    PositiveFloat,
     PositiveInt,
     ValidationError,
     field_validator,
@@ -78,6 +79,47 @@ class AlgorithmEntry(Strict):
         return self.label or self.name
 
 
+SbatchValue = str | int | float | bool
+# sbatch options dapbench sets itself: the typed fields of SlurmResources, and what submitit or the
+# launcher writes (array, log files, signal, dependency on the preparation jobs)
+RESERVED_SBATCH = frozenset({
+    "partition", "time", "cpus-per-task", "mem", "gpus-per-node", "account", "qos", "constraint", "array",
+    "output", "error", "open-mode", "signal", "dependency", "job-name",
+})
+
+
+class SlurmResources(Strict):
+    """What each Slurm job asks for; a field left at None is left to the cluster's default. In `overrides`
+    and `launcher.prepare` only the fields given replace the suite's (`sbatch` entries are merged)."""
+
+    partition: str | None = None
+    time_min: PositiveInt = 60  # wall-clock limit in minutes (a job past it is requeued from its checkpoint)
+    cpus_per_task: PositiveInt = 1
+    mem_gb: PositiveFloat | None = None
+    gpus_per_node: NonNegativeInt = 0
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    sbatch: dict[str, SbatchValue] = Field(default_factory=dict)  # any other sbatch option; true = a bare flag
+
+    @field_validator("sbatch")
+    @classmethod
+    def _not_reserved(cls, v: dict[str, SbatchValue]) -> dict[str, SbatchValue]:
+        taken = sorted(k for k in v if k.replace("_", "-").lstrip("-") in RESERVED_SBATCH)
+        if taken:
+            raise ValueError(f"{', '.join(taken)}: set by dapbench; use the typed fields (partition, time_min, "
+                             "cpus_per_task, mem_gb, gpus_per_node, account, qos, constraint) instead")
+        return v
+
+    def merged(self, patch: SlurmResources | None) -> SlurmResources:
+        """These resources with the fields set in `patch` replaced (its `sbatch` entries merged in)."""
+        if patch is None:
+            return self
+        update = patch.model_dump(exclude_unset=True)
+        update["sbatch"] = {**self.sbatch, **patch.sbatch}
+        return self.model_copy(update=update)
+
+
 class Override(Strict):
     """Settings for the cells matching `tasks` and `algorithms` (labels; omitted = all), applied in order."""
 
@@ -88,6 +130,7 @@ class Override(Strict):
     config: dict[str, Any] | None = None
     device: Literal["cpu", "cuda", "auto"] | None = None
     dataset: str | None = None
+    resources: SlurmResources | None = None  # Slurm resources of these runs (the fields given)
 
 
 class DatasetEntry(Strict):
@@ -114,11 +157,18 @@ class DatasetEntry(Strict):
 
 
 class LauncherConfig(Strict):
-    """How runs are launched: `debug` (in this process, one after another) or `local` (a pool of
-    `jobs` processes, default: the number of cores)."""
+    """How runs are launched: `debug` (in this process, one after another), `local` (a pool of `jobs`
+    processes, default: the number of cores) or `slurm` (job arrays through submitit, docs/slurm.md):
+    at most `parallelism` array tasks at once (default: no limit), each with `resources`; datasets and
+    shared priors are made first by jobs with `prepare` (default: `resources`); a job requeued more than
+    `max_timeouts` times after reaching its time limit is given up."""
 
-    name: Literal["debug", "local"] = "local"
+    name: Literal["debug", "local", "slurm"] = "local"
     jobs: PositiveInt | None = None
+    parallelism: PositiveInt | None = None
+    resources: SlurmResources = SlurmResources()
+    prepare: SlurmResources | None = None
+    max_timeouts: NonNegativeInt = 10
 
 
 class Suite(Strict):
@@ -428,6 +478,16 @@ def _resolve(cell: dict[str, Any]) -> RunSpec:
     else:
         cell = {**cell, "dataset": None}
     return RunSpec.model_validate(cell)
+
+
+def slurm_resources(suite: Suite, spec: RunSpec) -> SlurmResources:
+    """The Slurm resources of `spec`'s run: the launcher's, then every matching override's, in order.
+    Resources are not part of the spec: changing them never changes a run's identity."""
+    res = suite.launcher.resources
+    for o in suite.overrides:
+        if (o.tasks is None or spec.task in o.tasks) and (o.algorithms is None or spec.label in o.algorithms):
+            res = res.merged(o.resources)
+    return res
 
 
 def expand(suite: Suite) -> list[RunSpec]:

@@ -23,14 +23,7 @@ _LOADED = False
 
 # Algorithms of the protocol that have no implementation yet, and where they are tracked. A suite may
 # name them (a dry run marks them); running them is an error until they land.
-PLANNED: dict[str, str] = {
-    "ppo-gc": "PPO-GC baseline, a reconstruction (issue 6)",
-    "abppo": "ABPPO baseline, a reconstruction (issue 6)",
-    "ppo-arc": "PPO-ARC baseline, a reconstruction (issue 6)",
-    "dtql": "DTQL, offline then on-policy (issue 6)",
-    "ppo-dtr": "PPO with DTQL's diffusion trust-region loss (issue 6)",
-    "ppo-diffaug": "the earlier leaky PPO+Diffusion (issue 6)",
-}
+PLANNED: dict[str, str] = {}
 
 
 def register(name: str):

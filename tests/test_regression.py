@@ -47,7 +47,9 @@ def real_ppo(tmp_path_factory) -> Path:
 
 
 def test_the_gate_passes_the_real_ppo(real_ppo: Path, capsys) -> None:
-    assert cli("check", real_ppo, "--baseline", BASELINE) == 0
+    # speed: tests share the cores with whatever else runs, so only a halving counts here; the gate in
+    # .ci/run uses the default tolerance, and test_speed_memory_and_audit_rules checks the rule itself
+    assert cli("check", real_ppo, "--baseline", BASELINE, "--speed-tol", "0.5") == 0
     out = capsys.readouterr().out
     assert "checks passed" in out and "hopper/ppo-dap: in the baseline, not in the results" in out
 
@@ -110,6 +112,25 @@ def test_update_writes_a_baseline_with_provenance_that_the_same_results_pass(rea
     assert set(body["cells"]) == {"hopper/ppo"} and body["cells"]["hopper/ppo"]["seeds"] == [0, 1]
     assert body["provenance"]["packages"]["torch"] and "commit" in body["provenance"]["code"]
     assert cli("check", real_ppo, "--baseline", path) == 0
+
+
+def test_speed_memory_and_audit_rules() -> None:
+    from dapbench.regression import Cell, Tolerances, check_cell
+
+    base = Cell(task="hopper", label="ppo-dap", algorithm="ppo-dap", seeds=[0, 1], spec_hashes=["a", "b"],
+                table_sha256=["x", "y"], final_return=[100.0, 110.0], alc=[50.0, 60.0], speed=[0.40, 0.40],
+                peak_rss_mb=[500.0, 500.0], audit={"oglr": [0.0, 0.0], "spr": [0.0, 0.0], "ess_k": [0.9, 0.9]})
+
+    def verdicts(**changes) -> dict[str, bool]:
+        return {v.check.split(" (")[0]: v.ok for v in check_cell("k", base, base.model_copy(update=changes),
+                                                                 Tolerances())}
+
+    assert all(verdicts().values())
+    assert not verdicts(speed=[0.27, 0.27])["speed"] and verdicts(speed=[0.29, 0.29])["speed"]  # floor 0.70
+    assert not verdicts(peak_rss_mb=[610.0, 610.0])["peak RSS"] and verdicts(peak_rss_mb=[590.0, 590.0])["peak RSS"]
+    assert not verdicts(audit={"oglr": [0.0, 1e-9], "spr": [0.0, 0.0], "ess_k": [0.9, 0.9]})["audit oglr"]
+    assert not verdicts(audit={"oglr": [0.0, 0.0], "spr": [0.0, 0.0], "ess_k": [0.3, 0.3]})["audit ess_k"]
+    assert not verdicts(audit={"oglr": [0.0, 0.0], "spr": [0.0, 0.0]})["audit ess_k"]  # no longer logged
 
 
 def test_statistics_on_known_values() -> None:

@@ -122,7 +122,7 @@ def test_report_numbers_and_provenance(report: Path) -> None:
     # Table II cell: mean ± sample std over seeds of the final return, as runs.csv has it
     g = runs[(runs["task"] == "hopper") & (runs["label"] == "ppo-dap")]["final_return"]
     assert f"{g.mean():,.1f} ± {g.std(ddof=1):,.1f}" in html
-    assert "abppo ‡" in html, "an algorithm this installation does not know is marked"
+    assert "abppo †" in html and "reconstruction: " in html, "a reconstructed baseline is marked, with why"
     assert "left out of normalised aggregates (no reference return): dapbench/Striker-v0" in html
     assert "300 repetitions, seed 0" in html and ">synthetic0<" in html
     aggs = pd.read_csv(report / "aggregates.csv")

@@ -237,3 +237,13 @@ def test_score_matrices_need_equal_runs_per_task(tmp_path: Path) -> None:
     steps, arrays = curve_arrays(curves, score_matrices(runs.assign(task="hopper").iloc[1:3], "final_return", ["x"],
                                                          ["hopper"]), "v")
     assert list(steps) == [1, 2] and arrays["x"].tolist() == [[[1.0, 2.0]], [[4.0, 5.0]]]
+
+
+def test_reconstructed_and_unregistered_algorithms_are_marked() -> None:
+    from dapbench.registry import get_algorithm
+    from dapbench.report.build import _reconstructions
+
+    runs = pd.DataFrame({"label": ["mine", "abppo", "ppo"], "algorithm": ["not-registered", "abppo", "ppo"]})
+    why = _reconstructions(runs)
+    assert why["abppo"] == f"reconstruction: {get_algorithm('abppo').reconstruction}"
+    assert "not registered in this installation" in why["mine"] and "ppo" not in why

@@ -141,6 +141,22 @@ def validate(dataset_id: str, task: TaskInfo | None = None) -> dict[str, Any]:
             "observation_shape": obs_shape, "action_shape": act_space.shape}
 
 
+def observations_at(dataset_id: str, n: int) -> torch.Tensor:
+    """n observations evenly spaced over the dataset's transitions: the rows linspace(0, N - 1, n) of
+    `load_transitions(...).obs`, read one episode at a time (no full copy of the dataset in memory)."""
+    ds = open_dataset(dataset_id)
+    total = int(ds.total_steps)
+    want = torch.linspace(0, total - 1, n).long().numpy()
+    out, start = [], 0
+    for ep in _episodes(dataset_id, ds):
+        T = len(ep.rewards)
+        hit = want[(want >= start) & (want < start + T)] - start
+        if len(hit):
+            out.append(np.asarray(ep.observations, dtype=np.float32)[hit])
+        start += T
+    return torch.from_numpy(np.concatenate(out))
+
+
 def load_transitions(dataset_id: str, task: TaskInfo | None = None, device: str = "cpu") -> Transitions:
     """The dataset as flat transition tensors (validated first)."""
     validate(dataset_id, task)

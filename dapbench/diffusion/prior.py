@@ -92,25 +92,48 @@ def train_prior(obs: torch.Tensor, actions: torch.Tensor, max_action: float, cfg
     return prior, curve
 
 
+def _folder(task: str, data_hash: str, obs_dim: int, act_dim: int, cfg: PriorConfig, root: Path | None) -> Path:
+    key = prior_key(task, data_hash, obs_dim, act_dim, cfg)
+    return (root or Path(os.environ.get(PRIOR_ROOT_ENV, DEFAULT_PRIOR_ROOT))) / task / key
+
+
+def _data_hash(dataset_id: str) -> str:
+    from dapbench.data.load import dapbench_metadata, open_dataset
+
+    meta = dapbench_metadata(open_dataset(dataset_id))
+    return meta.get("content_hash") or hashlib.sha256(dataset_id.encode()).hexdigest()
+
+
+def is_cached(task: str, dataset_id: str, cfg: PriorConfig, root: Path | None = None) -> bool:
+    """Whether the prior for (task, dataset, cfg) is already trained (False while the dataset is missing)."""
+    from dapbench.data.load import local_dataset_ids, open_dataset
+
+    if dataset_id not in local_dataset_ids():
+        return False
+    ds = open_dataset(dataset_id)
+    obs_dim, act_dim = ds.observation_space.shape[0], ds.action_space.shape[0]
+    return (_folder(task, _data_hash(dataset_id), obs_dim, act_dim, cfg, root) / "prior.pt").exists()
+
+
 def load_or_train(task: str, dataset_id: str, max_action: float, cfg: PriorConfig,
                   root: Path | None = None, log=None, data=None) -> tuple[ActionPrior, dict[str, Any]]:
     """The prior for (task, dataset, cfg): loaded from its cache folder, or trained once and saved there.
 
     `data`: the dataset's `Transitions` if the caller has already loaded them. Concurrent runs wait on a
     file lock instead of training the same prior twice."""
-    from dapbench.data.load import dapbench_metadata, load_transitions, open_dataset
+    from dapbench.data.load import load_transitions, open_dataset
 
-    meta = dapbench_metadata(open_dataset(dataset_id))
-    data_hash = meta.get("content_hash") or hashlib.sha256(dataset_id.encode()).hexdigest()
-    data = data if data is not None else load_transitions(dataset_id)
-    obs_dim, act_dim = data.obs.shape[1], data.actions.shape[1]
+    ds = open_dataset(dataset_id)
+    data_hash = _data_hash(dataset_id)
+    obs_dim, act_dim = int(ds.observation_space.shape[0]), int(ds.action_space.shape[0])
     key = prior_key(task, data_hash, obs_dim, act_dim, cfg)
-    folder = (root or Path(os.environ.get(PRIOR_ROOT_ENV, DEFAULT_PRIOR_ROOT))) / task / key
+    folder = _folder(task, data_hash, obs_dim, act_dim, cfg, root)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "prior.pt"
     with open(folder / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not path.exists():
+            data = data if data is not None else load_transitions(dataset_id)  # only to train: it is large
             t0 = time.perf_counter()
             prior, curve = train_prior(data.obs, data.actions, max_action, cfg, log)
             info = {"task": task, "dataset": dataset_id, "dataset_hash": data_hash, "key": key,

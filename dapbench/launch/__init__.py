@@ -1,4 +1,5 @@
-"""Launchers: `debug` (in this process) and `local` (a bounded pool of processes)."""
+"""Launchers: `debug` (in this process), `local` (a bounded pool of processes) and `slurm` (job arrays, in
+`dapbench.launch.slurm`)."""
 
 from dapbench.launch.launchers import LAUNCHERS, launch
 

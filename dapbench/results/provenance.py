@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import socket
@@ -13,6 +14,7 @@ from typing import Any
 
 PACKAGES = ["dapbench", "torch", "numpy", "gymnasium", "mujoco", "pydantic", "pandas", "pyarrow", "peft"]
 REPO = Path(__file__).resolve().parents[2]
+SNAPSHOT_FILE = "snapshot.json"  # written by the slurm launcher next to the packages it snapshots
 
 
 def _git(*args: str) -> str | None:
@@ -24,7 +26,12 @@ def _git(*args: str) -> str | None:
 
 
 def code_version() -> dict[str, Any]:
-    """The git commit of the code and whether the work tree had uncommitted changes."""
+    """The git commit of the code and whether the work tree had uncommitted changes; for code running from
+    a snapshot taken at submission (the slurm launcher), the commit it was taken from and its hash."""
+    snapshot = REPO / SNAPSHOT_FILE
+    if snapshot.is_file():
+        info = json.loads(snapshot.read_text())
+        return {**info["code"], "snapshot": info["hash"]}
     commit = _git("rev-parse", "HEAD")
     status = _git("status", "--porcelain", "--untracked-files=no")
     return {"commit": commit, "dirty": None if status is None else bool(status)}

@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import resource
 import sys
+from pathlib import Path
 
 import torch
 
 
 def peak_rss_mb() -> float:
-    """Peak RSS of this process since it started, in MiB.
+    """Peak RSS of this process's address space, in MiB: VmHWM from /proc/self/status on Linux.
 
-    Linux: `VmHWM` of /proc/self/status, the high-water mark of this address space. Not `ru_maxrss`: it
-    survives exec, so a run the local launcher spawns (fork + exec) would report at least its parent's RSS
-    at the fork. Elsewhere `ru_maxrss` (KiB on Linux, bytes on macOS).
-    """
+    Not getrusage's ru_maxrss: that survives execve, so a worker spawned (fork + exec) from a large parent
+    (e.g. a test session, or a launcher that loaded a dataset) would report the parent's size, not its own.
+    Elsewhere (macOS) ru_maxrss, in bytes there."""
     try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
     except OSError:
         pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -47,6 +47,7 @@ def timing_columns(columns) -> list[str]:
     `time_*` (e.g. PPO-DAP's `time_proposals_s`). Determinism checks compare every other column."""
     return [c for c in columns if c in TIMING_COLUMNS or c.startswith("time_")]
 NAN_SWITCH = "DAPBENCH_TEST_INJECT_NAN_AT_EPOCH"  # test-only: make the loss of that epoch NaN
+NAN_SWITCH_ONLY = "DAPBENCH_TEST_INJECT_NAN_ONLY"  # test-only: ... only in run folders whose path contains this
 
 
 def resolve_device(device: str) -> str:
@@ -201,7 +202,7 @@ def _train(spec: RunSpec, store: RunStore, log: logging.Logger, progress: bool) 
     store.add_provenance({**collect(device), "resumed_from_epoch": start_epoch, "ref_env_steps_per_s": ref_rate})
     store.write_status(Status(state="running", epoch=start_epoch, epochs=spec.epochs,
                               hostname=os.uname().nodename, pid=os.getpid()))
-    nan_epoch = int(os.environ.get(NAN_SWITCH, "0"))
+    nan_epoch = int(os.environ.get(NAN_SWITCH, "0")) if os.environ.get(NAN_SWITCH_ONLY, "") in str(store.dir) else 0
     bar = _Progress(progress, f"{spec.task}/{spec.label}/seed {spec.seed}", spec.epochs, start_epoch, log)
     try:
         for epoch in range(start_epoch + 1, spec.epochs + 1):
