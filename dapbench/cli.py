@@ -38,7 +38,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="dapbench", formatter_class=_Formatter,
         description="Benchmark and reproduce on-policy RL with diffusion action priors (PPO-DAP and baselines).",
         epilog="examples:\n  dapbench run suites/quick.yaml\n  dapbench run suites/mujoco8.yaml --dry-run\n"
-               "  dapbench status suites/quick.yaml\n  dapbench tasks\n  dapbench algos ppo",
+               "  dapbench status suites/quick.yaml\n  dapbench report results/quick -o reports/quick\n"
+               "  dapbench tasks\n  dapbench algos ppo",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -76,6 +77,30 @@ def _parser() -> argparse.ArgumentParser:
         x.add_argument("suite", type=Path)
         x.add_argument("--results", type=Path, default=None, help="results folder (default: the suite's)")
         x.add_argument("--only", action="append", default=[], metavar="KEY=VALUE", help="as for run")
+
+    rp = sub.add_parser("report", formatter_class=_Formatter, help="HTML and PDF report of results folders "
+                        "(final return, ALC@40, rliable aggregates, overheads, audit, provenance)",
+                        description="Build a self-contained HTML page and a PDF of it from one or more results "
+                        "folders (run folders <results>/<task>/<label>/seed_<k>/ anywhere below them). See "
+                        "docs/report.md for every definition.")
+    rp.add_argument("results", type=Path, nargs="+", help="results folder(s), e.g. results/mujoco8")
+    rp.add_argument("-o", "--out", type=Path, default=None,
+                    help="output folder for report.html, report.pdf, runs.csv, aggregates.csv "
+                    "(default: reports/<name of the first results folder>)")
+    rp.add_argument("--reps", type=int, default=50_000, help="bootstrap repetitions for every confidence interval "
+                    "(a few hundred for a quick look; 50,000 for a final report)")
+    rp.add_argument("--seed", type=int, default=0, help="random state of the bootstrap")
+    rp.add_argument("--final-n", type=int, default=5, help="final return = mean of each run's last N evaluations")
+    rp.add_argument("--alc-n", type=int, default=40, help="ALC over each run's first N evaluations (ALC@40)")
+    rp.add_argument("--missing", choices=["drop", "fail"], default="drop",
+                    help="runs that are not complete (failed, running, pending; missing from --suite's grid): "
+                    "drop them with a warning shown in the report, or fail")
+    rp.add_argument("--suite", type=Path, default=None,
+                    help="the suite file of the results folder: runs of its grid without a folder count as missing")
+    rp.add_argument("--baseline", default="ppo", help="label that ALC and overheads are relative to")
+    rp.add_argument("--target", default="ppo-dap", help="label whose probability of improvement over each other "
+                    "algorithm is estimated")
+    rp.add_argument("--no-pdf", action="store_true", help="write the HTML page only")
 
     t = sub.add_parser("tasks", formatter_class=_Formatter, help="the task table; `tasks measure` re-measures "
                        "random-policy reference scores",
@@ -445,6 +470,29 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----- report ----------------------------------------------------------------------------------------------
+def cmd_report(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from dapbench.report.build import ReportOptions, build_report
+
+    out = args.out or Path("reports") / args.results[0].resolve().name
+    try:
+        opts = ReportOptions(results=args.results, out=out, reps=args.reps, seed=args.seed, final_n=args.final_n,
+                             alc_n=args.alc_n, missing=args.missing, baseline=args.baseline, target=args.target,
+                             suite=args.suite, pdf=not args.no_pdf,
+                             command="dapbench " + " ".join(sys.argv[1:]) if sys.argv[1:] else None)
+    except ValidationError as e:
+        problems = "; ".join(f"--{str(x['loc'][0]).replace('_', '-')}: {x['msg']}" for x in e.errors())
+        raise BadInputError(f"report: {problems}") from None
+    result = build_report(opts, console=err_console)
+    for w in result.warnings:
+        err_console.print(f"[yellow]warning:[/yellow] {escape(w)}")
+    console.print(f"report: {result.html}" + (f" and {result.pdf} ({result.pdf_pages} pages)" if result.pdf else "")
+                  + f"; {result.figures} figures; runs.csv and aggregates.csv beside them")
+    return 0
+
+
 def _print_preparation(results: Path) -> None:
     from dapbench.launch import slurm
     from dapbench.launch.scheduler import SlurmError, job_states
@@ -652,8 +700,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "status": cmd_status, "cancel": cmd_cancel, "tasks": cmd_tasks, "algos": cmd_algos,
-            "data": cmd_data, "reproduce": cmd_reproduce, "check": cmd_check}
+COMMANDS = {"run": cmd_run, "status": cmd_status, "cancel": cmd_cancel, "report": cmd_report, "tasks": cmd_tasks,
+            "algos": cmd_algos, "data": cmd_data, "reproduce": cmd_reproduce, "check": cmd_check}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,6 +35,7 @@ from dapbench.errors import RunFolderError
 from dapbench.results.atomic import atomic_write, atomic_write_text
 
 State = Literal["pending", "running", "done", "failed"]
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser: ~10x faster, same result
 
 
 class Status(BaseModel):
@@ -83,7 +84,7 @@ class RunStore:
 
     def read_spec(self) -> RunSpec:
         try:
-            body = yaml.safe_load(self.spec_path.read_text())
+            body = yaml.load(self.spec_path.read_text(), Loader=_SafeLoader)
             spec = RunSpec.model_validate(body["spec"])
         except FileNotFoundError:
             raise RunFolderError(f"{self.spec_path}: missing; {self.dir} is not a run folder") from None

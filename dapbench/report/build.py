@@ -1,0 +1,409 @@
+"""`dapbench report RESULTS -o DIR`: results folders -> one self-contained HTML page and a PDF of it.
+
+Steps: load the run folders (tidy table, missing-run policy) -> per-run metrics -> normalised scores ->
+rliable aggregates (stratified bootstrap over runs, fixed seed) -> figures (base64 PNG) and tables ->
+`report.html` (Jinja2) -> `report.pdf` (WeasyPrint, same HTML). Beside them: `runs.csv` (every run's
+metrics and provenance, one row per run) and `aggregates.csv` (every interval estimate), so each number in
+the report can be traced to run folders and code versions.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from pydantic import BaseModel, ConfigDict, NonNegativeInt, PositiveInt
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from dapbench.analysis import aggregate as agg
+from dapbench.analysis.load import Results, load_results
+from dapbench.analysis.metrics import alc_vs_baseline, overheads, per_run
+from dapbench.analysis.normalise import NormalisationTable, load_table
+from dapbench.analysis.scores import Scores, common_tasks, curve_arrays, score_matrices
+from dapbench.report import figures
+from dapbench.report.tables import (
+    Cell,
+    Table,
+    aggregate_table,
+    audit_table,
+    fmt,
+    normalisation_table,
+    overhead_table,
+    task_by_label,
+)
+from dapbench.results.atomic import atomic_write, atomic_write_text
+from dapbench.results.provenance import code_version
+from dapbench.tasks.registry import TASKS
+
+PER_RUN_APPENDIX_MAX = 120  # runs listed one by one in the page; beyond that, runs.csv holds them
+STEPS = ["load run folders", "per-run metrics", "aggregates: final return", "aggregates: ALC",
+         "probability of improvement", "performance profiles", "sample-efficiency curves", "figures", "HTML", "PDF"]
+
+
+class ReportOptions(BaseModel):
+    """What `dapbench report` builds, and how (the CLI's options)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    results: list[Path]
+    out: Path
+    reps: PositiveInt = agg.DEFAULT_REPS
+    seed: NonNegativeInt = agg.DEFAULT_SEED
+    final_n: PositiveInt = 5
+    alc_n: PositiveInt = 40
+    missing: Literal["fail", "drop"] = "drop"
+    baseline: str = "ppo"
+    target: str = "ppo-dap"
+    suite: Path | None = None
+    pdf: bool = True
+    command: str | None = None
+
+
+@dataclass
+class ReportOutput:
+    html: Path
+    pdf: Path | None
+    pdf_pages: int
+    warnings: list[str]
+    figures: int
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _package(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+class _Steps:
+    """A rich progress bar over the build's steps (plain lines when not on a terminal)."""
+
+    def __init__(self, console: Console | None) -> None:
+        self.console = console or Console(stderr=True, highlight=False)
+        self.bar = Progress(TextColumn("report: {task.description:<28}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), console=self.console, transient=True,
+                            disable=not self.console.is_terminal)
+        self.task = self.bar.add_task(STEPS[0], total=len(STEPS))
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        import time
+
+        self.bar.update(self.task, description=name)
+        if not self.console.is_terminal:
+            self.console.print(f"report: {name}", highlight=False)
+        t0 = time.perf_counter()
+        yield
+        self.seconds[name] = time.perf_counter() - t0
+        self.bar.advance(self.task)
+
+
+def _labels(runs: pd.DataFrame, baseline: str, target: str) -> list[str]:
+    """Algorithm labels in report order: the baseline, the target, then the rest alphabetically."""
+    have = sorted(set(runs["label"]))
+    return [lab for lab in (baseline, target) if lab in have] + [lab for lab in have if lab not in (baseline, target)]
+
+
+def _reconstructions(runs: pd.DataFrame) -> dict[str, str]:
+    """label -> why its numbers need care: a reconstructed baseline, or an algorithm not registered here."""
+    from dapbench.registry import algorithms
+
+    reg = algorithms()
+    out = {}
+    for lab, name in runs.groupby("label")["algorithm"].first().items():
+        cls = reg.get(name)
+        if cls is None:
+            out[lab] = f"algorithm {name!r} is not registered in this installation; its kind is unknown here"
+        elif cls.reconstruction:
+            out[lab] = f"reconstruction: {cls.reconstruction}"
+    return out
+
+
+def _normalised(values: pd.Series, tasks: pd.Series, table: NormalisationTable) -> pd.Series:
+    out = pd.Series(np.nan, index=values.index)
+    for task, idx in tasks.groupby(tasks).groups.items():
+        out.loc[idx] = table.normalise(task, values.loc[idx].to_numpy(float))
+    return out
+
+
+def _aggregate_rows(scope: str, names: list[str], points: dict, cis: dict) -> list[dict[str, Any]]:
+    rows = []
+    for key, p in points.items():
+        p, ci = np.atleast_1d(p), np.asarray(cis[key]).reshape(2, -1)
+        for i, name in enumerate(names):
+            rows.append({"scope": scope, "algorithm": key, "metric": name, "point": p[i], "ci_low": ci[0, i],
+                         "ci_high": ci[1, i]})
+    return rows
+
+
+def _cells_table(res: Results, labels: list[str], titles: dict[str, str]) -> Table:
+    """Provenance per task x algorithm: seeds done and not, budget, code commits, software, machine."""
+    rows = []
+    for (task, lab), g in res.runs.groupby(["task", "label"]):
+        done = g[g["included"]]
+        bad = g[~g["included"]]
+        commits = sorted({c for cs in done["commits"].fillna("") for c in cs.split()})
+        dirty = bool(done["dirty"].fillna(False).astype(bool).any())
+        soft = sorted({f"torch {r.torch_version}, gymnasium {r.gymnasium_version}, mujoco {r.mujoco_version}"
+                       for r in done.itertuples()}) if len(done) else []
+        machine = sorted({f"{r.run_device}: {r.gpu or r.cpu}" for r in done.itertuples()}) if len(done) else []
+        rows.append([
+            Cell(titles.get(task, task)), Cell(lab), Cell(", ".join(str(s) for s in done["seed"]) or "-"),
+            Cell(", ".join(f"{r.seed} ({r.state})" for r in bad.itertuples()) or "-", bold=len(bad) > 0),
+            Cell(", ".join(f"{s:,}" for s in sorted(set(g["total_steps"]))) + " steps, "
+                 + ", ".join(str(e) for e in sorted(set(g["evaluation_episodes"]))) + " eval episodes"),
+            Cell(" ".join(commits) + (" (dirty)" if dirty else "") or "unknown"),
+            Cell("; ".join(soft) or "-"), Cell("; ".join(machine) or "-")])
+    order = {lab: i for i, lab in enumerate(labels)}
+    rows.sort(key=lambda r: (r[0].text, order.get(r[1].text, 99)))
+    return Table("Runs per task and algorithm, with the code and machine that produced them",
+                 ["task", "algorithm", "seeds done", "seeds not complete", "budget", "code commits",
+                  "software", "device"], rows, css="wrap provenance")
+
+
+def _per_run_table(runs: pd.DataFrame, titles: dict[str, str]) -> Table:
+    rows = [[Cell(titles.get(r.task, r.task)), Cell(r.label), Cell(str(r.seed)), Cell(fmt(r.final_return)),
+             Cell(fmt(r.alc)), Cell(fmt(r.alc_trapezoid)), Cell(fmt(r.wall_clock_s, 0)), Cell(fmt(r.peak_rss_mb, 0)),
+             Cell(r.commits or "-"), Cell(r.run)] for r in runs.itertuples()]
+    header = ["task", "algorithm", "seed", "final return", "ALC", "ALC (trapezoid)", "wall-clock s", "peak RSS MB",
+              "commit", "run folder"]
+    return Table("Every run: its numbers and folder", header, rows)
+
+
+def _mark(table: Table, marks: dict[str, str]) -> Table:
+    """Put each label's mark (reconstruction, unregistered) on headers and cells naming it."""
+    table.header = [h + marks.get(h, "") for h in table.header]
+    for row in table.rows:
+        for c in row:
+            c.text = c.text + marks.get(c.text, "")
+    return table
+
+
+def build_report(opts: ReportOptions, console: Console | None = None) -> ReportOutput:
+    """Build `report.html` (and `report.pdf`) in `opts.out`; see the module docstring."""
+    steps = _Steps(console)
+    notes: dict[str, list[str]] = {}
+    figs: dict[str, str] = {}
+    agg_rows: list[dict[str, Any]] = []
+    with steps.bar:
+        with steps.step("load run folders"):
+            res = load_results(opts.results, missing=opts.missing, suite=opts.suite)
+            table = load_table()
+        with steps.step("per-run metrics"):
+            runs = per_run(res.curves, alc_n=opts.alc_n, final_n=opts.final_n)
+            runs = runs.merge(res.included.drop(columns=["suite", "algorithm", "total_steps"]),
+                              on=["task", "label", "seed", "run"], how="left")
+            labels = _labels(runs, opts.baseline, opts.target)
+            titles = {t: TASKS[t].gym_id if t in TASKS else t for t in runs["task"].unique()}
+            has_baseline = opts.baseline in labels
+            runs["alc_vs_baseline"] = alc_vs_baseline(runs, opts.baseline) if has_baseline else np.nan
+            runs["final_norm"] = _normalised(runs["final_return"], runs["task"], table)
+            runs["alc_norm"] = _normalised(runs["alc"], runs["task"], table)
+            curves = res.curves.copy()
+            curves["eval_norm"] = _normalised(curves["eval_return_mean"], curves["task"], table)
+            pairs = overheads(runs, opts.baseline) if has_baseline else pd.DataFrame()
+            tasks = sorted(runs["task"].unique())
+            unnormalised = [t for t in tasks if not (table.tasks.get(t) and table.tasks[t].usable)]
+            norm_tasks = [t for t in tasks if t not in unnormalised]
+            notes["aggregates"] = []
+            if unnormalised:
+                notes["aggregates"].append(f"left out of normalised aggregates (no reference return): "
+                                           f"{', '.join(titles[t] for t in unnormalised)}")
+        with steps.step("aggregates: final return"):
+            final = score_matrices(runs, "final_norm", labels, common_tasks(runs, "final_norm", labels, norm_tasks))
+            notes["aggregates"] += final.notes
+            final_ok = bool(final.tasks and final.matrices)
+            if final_ok:
+                fp, fci = agg.aggregate_metrics(final.matrices, opts.reps, opts.seed)
+                agg_rows += _aggregate_rows("normalised final return", list(agg.METRICS), fp, fci)
+            else:
+                notes["aggregates"].append(f"no normalised task on which every algorithm has runs with a final "
+                                           f"return (it needs {opts.final_n} evaluations): no aggregates")
+        with steps.step("aggregates: ALC"):
+            alc_s = score_matrices(runs, "alc_norm", labels, common_tasks(runs, "alc_norm", labels, norm_tasks))
+            alc_ok = bool(alc_s.tasks and alc_s.matrices)
+            if alc_ok:
+                ap, aci = agg.aggregate_metrics(alc_s.matrices, opts.reps, opts.seed)
+                agg_rows += _aggregate_rows(f"normalised ALC@{opts.alc_n}", list(agg.METRICS), ap, aci)
+            else:
+                notes["aggregates"].append(f"no runs with {opts.alc_n} evaluations on a normalised task common to "
+                                           f"all algorithms: no ALC@{opts.alc_n} aggregates")
+        with steps.step("probability of improvement"):
+            poi_pairs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+            poi_tasks: dict[str, list[str]] = {}
+            if opts.target in labels:
+                for other in labels:
+                    if other == opts.target:
+                        continue
+                    both = common_tasks(runs, "final_return", [opts.target, other])
+                    s = score_matrices(runs, "final_return", [opts.target, other], both)
+                    if len(s.matrices) == 2:
+                        poi_pairs[f"{opts.target},{other}"] = (s.matrices[opts.target], s.matrices[other])
+                        poi_tasks[other] = both
+            else:
+                notes["aggregates"].append(f"no runs of {opts.target!r}: no probability of improvement "
+                                           "(choose the algorithm with --target)")
+            if poi_pairs:
+                pp, pci = agg.interval_estimates(poi_pairs, agg.probability_of_improvement, opts.reps, opts.seed)
+                agg_rows += _aggregate_rows("probability of improvement (final return)", ["P(X > Y)"], pp, pci)
+        with steps.step("performance profiles"):
+            if final_ok:
+                allv = np.concatenate([m.ravel() for m in final.matrices.values()])
+                taus = np.linspace(min(0.0, allv.min()), max(1.0, allv.max()) * 1.02, 81)
+                prp, prci = agg.performance_profiles(final.matrices, taus, opts.reps, opts.seed)
+        with steps.step("sample-efficiency curves"):
+            se_steps, se = curve_arrays(curves, final, "eval_norm") if final_ok else (np.array([]), {})
+            if se:
+                sep, seci = agg.sample_efficiency(se, opts.reps, opts.seed)
+        with steps.step("figures"):
+            colors = figures.palette(labels)
+            figs["curves"] = figures.learning_curves(res.curves, labels, titles, colors)
+            if final_ok:
+                figs["final"] = figures.interval_estimates(fp, fci, list(agg.METRICS), labels, colors,
+                                                           "normalised final return")
+                figs["profiles"] = figures.profiles(prp, prci, taus, labels, colors)
+            if alc_ok:
+                figs["alc"] = figures.interval_estimates(ap, aci, list(agg.METRICS), labels, colors,
+                                                         f"normalised ALC@{opts.alc_n}")
+            if poi_pairs:
+                figs["poi"] = figures.improvement(pp, pci, colors)
+            if se:
+                figs["sample_efficiency"] = figures.sample_efficiency(se_steps, sep, seci, labels, colors)
+            if len(pairs):
+                figs["overheads"] = figures.overheads(pairs, labels, colors, opts.baseline)
+        with steps.step("HTML"):
+            marks = {}
+            recon = _reconstructions(runs)
+            for lab, why in recon.items():
+                marks[lab] = " †" if why.startswith("reconstruction") else " ‡"
+            tables = _tables(opts, runs, res, labels, titles, table, pairs, final, alc_s, poi_tasks, agg_rows)
+            tables = {k: _mark(t, marks) for k, t in tables.items()}
+            context = _context(opts, res, runs, labels, titles, tables, figs, notes, recon, marks, final, alc_s)
+            html = render(context)
+            opts.out.mkdir(parents=True, exist_ok=True)
+            html_path = opts.out / "report.html"
+            atomic_write_text(html_path, html)
+            atomic_write_text(opts.out / "runs.csv", runs.to_csv(index=False))
+            atomic_write_text(opts.out / "aggregates.csv", pd.DataFrame(agg_rows, columns=[
+                "scope", "algorithm", "metric", "point", "ci_low", "ci_high"]).to_csv(index=False))
+        pdf_path, pages = None, 0
+        with steps.step("PDF"):
+            if opts.pdf:
+                pdf_path = opts.out / "report.pdf"
+                pages = write_pdf(html, pdf_path)
+    for f in ("report.html", "report.pdf", "runs.csv", "aggregates.csv"):  # atomic writes create them 0600
+        if (opts.out / f).exists():
+            (opts.out / f).chmod(0o644)
+    return ReportOutput(html_path, pdf_path, pages, res.warnings, len(figs), steps.seconds)
+
+
+def _tables(opts: ReportOptions, runs: pd.DataFrame, res: Results, labels: list[str], titles: dict[str, str],
+            table: NormalisationTable, pairs: pd.DataFrame, final: Scores, alc_s: Scores,
+            poi_tasks: dict[str, list[str]], agg_rows: list[dict[str, Any]]) -> dict[str, Table]:
+    n = opts.final_n
+    out = {
+        "final": task_by_label(runs, "final_return", labels, titles,
+                               f"Final return: mean ± sample std over seeds of each run's mean over its last {n} "
+                               "evaluations (layout of the paper's Table II; best mean per task in bold)"),
+        "alc": task_by_label(runs, "alc", labels, titles,
+                             f"ALC@{opts.alc_n}: mean ± std over seeds of each run's mean evaluation return over its "
+                             f"first {opts.alc_n} evaluations"),
+        "alc_trapezoid": task_by_label(runs, "alc_trapezoid", labels, titles,
+                                       f"ALC@{opts.alc_n}, trapezoid form (area under the curve over the first "
+                                       f"{opts.alc_n} evaluations / steps spanned)"),
+        "normalisation": normalisation_table(table, sorted(runs["task"].unique()), titles),
+        "cells": _cells_table(res, labels, titles),
+    }
+    if opts.baseline in labels:
+        out["alc_vs_baseline"] = task_by_label(runs, "alc_vs_baseline", labels, titles,
+                                               f"ALC@{opts.alc_n} / mean ALC@{opts.alc_n} of {opts.baseline} on the "
+                                               "same task", digits=3)
+    if len(pairs):
+        out["overheads"] = overhead_table(pairs, labels, titles, opts.baseline)
+    audit = audit_table(runs, labels, titles)
+    if not audit.empty:
+        out["audit"] = audit
+    rows = pd.DataFrame(agg_rows)
+    for key, scope, s in (("agg_final", "normalised final return", final),
+                          ("agg_alc", f"normalised ALC@{opts.alc_n}", alc_s)):
+        sub = rows[rows["scope"] == scope] if len(rows) else rows
+        if len(sub):
+            pts = {a: g["point"].to_numpy() for a, g in sub.groupby("algorithm", sort=False)}
+            cis = {a: np.stack([g["ci_low"].to_numpy(), g["ci_high"].to_numpy()]) for a, g in
+                   sub.groupby("algorithm", sort=False)}
+            out[key] = aggregate_table(pts, cis, list(agg.METRICS), labels,
+                                       f"{scope}: point estimate [95% stratified-bootstrap CI], over "
+                                       f"{', '.join(titles[t] for t in s.tasks)}")
+    poi = rows[rows["scope"].str.startswith("probability")] if len(rows) else rows
+    if len(poi):
+        trows = []
+        for r in poi.itertuples():
+            x, y = r.algorithm.split(",", 1)
+            trows.append([Cell(x), Cell(y), Cell(f"{r.point:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]"),
+                          Cell(", ".join(titles[t] for t in poi_tasks[y]))])
+        out["poi"] = Table("Probability that a run of X beats a run of Y on a task (final return), mean over "
+                           "tasks, [95% CI]", ["X", "Y", "P(X > Y)", "tasks"], trows)
+    if len(runs) <= PER_RUN_APPENDIX_MAX:
+        out["per_run"] = _per_run_table(runs.sort_values(["task", "label", "seed"]), titles)
+    return out
+
+
+def _context(opts: ReportOptions, res: Results, runs: pd.DataFrame, labels: list[str], titles: dict[str, str],
+             tables: dict[str, Table], figs: dict[str, str], notes: dict[str, list[str]], recon: dict[str, str],
+             marks: dict[str, str], final: Scores, alc_s: Scores) -> dict[str, Any]:
+    code = code_version()
+    evals_every = sorted(set(res.included["evaluation_every"]))
+    steps_per_epoch = sorted(set(res.included["steps_per_epoch"]))
+    alc_steps = runs["alc_steps"].dropna()
+    return {
+        "title": "dapbench report: " + ", ".join(sorted(set(res.curves["suite"]))),
+        "generated": datetime.now(UTC).isoformat(timespec="seconds"),
+        "opts": opts,
+        "n_runs": len(runs), "n_found": len(res.runs), "labels": labels,
+        "tasks": [titles[t] for t in sorted(runs["task"].unique())],
+        "seeds": sorted(set(runs["seed"])),
+        "warnings": res.warnings, "notes": notes, "tables": tables, "figs": figs,
+        "recon": {lab + marks.get(lab, ""): why for lab, why in recon.items()},
+        "evals_every": evals_every, "steps_per_epoch": steps_per_epoch,
+        "alc_steps": sorted(set(alc_steps.astype(int))) if len(alc_steps) else [],
+        "per_run_in_page": "per_run" in tables,
+        "build": {
+            "dapbench commit": f"{code['commit'] or 'unknown'}" + (" (uncommitted changes)" if code["dirty"] else ""),
+            "command": opts.command or "build_report(...)",
+            "results folders": ", ".join(str(r) for r in opts.results),
+            "bootstrap": f"{opts.reps:,} repetitions, seed {opts.seed}, percentile 95% CIs, stratified over runs",
+            "python": platform.python_version(),
+            "packages": ", ".join(f"{p} {_package(p)}" for p in ("dapbench", "rliable", "numpy", "pandas", "scipy",
+                                                                  "matplotlib", "seaborn", "weasyprint")),
+        },
+    }
+
+
+def render(context: dict[str, Any]) -> str:
+    """The report page from `templates/report.html.j2`."""
+    env = Environment(loader=PackageLoader("dapbench.report", "templates"), autoescape=select_autoescape(["j2"]),
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    return env.get_template("report.html.j2").render(**context)
+
+
+def write_pdf(html: str, path: Path) -> int:
+    """Render `html` to a PDF at `path` with WeasyPrint; returns its page count."""
+    from weasyprint import HTML
+
+    logging.getLogger("weasyprint").setLevel(logging.ERROR)
+    logging.getLogger("fontTools").setLevel(logging.ERROR)
+    doc = HTML(string=html, base_url=str(path.parent)).render()
+    atomic_write(path, lambda f: f.write(doc.write_pdf()))
+    return len(doc.pages)

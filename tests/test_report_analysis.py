@@ -1,0 +1,249 @@
+"""Analysis behind the report: metrics on hand-made curves, the tidy loader and its missing-run policy,
+normalisation, and the rliable wrapper against rliable called directly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from rliable import library as rly
+from rliable import metrics as rm
+
+from dapbench.analysis import aggregate as agg
+from dapbench.analysis.load import load_results
+from dapbench.analysis.metrics import alc, alc_trapezoid, alc_vs_baseline, evaluations, final_return, overheads, per_run
+from dapbench.analysis.normalise import load_table
+from dapbench.analysis.scores import common_tasks, curve_arrays, score_matrices
+from dapbench.analysis.synthetic import write_run
+from dapbench.config import expand, load_suite
+from dapbench.errors import BadInputError, RunFolderError
+from dapbench.results.store import RunStore, Status
+from dapbench.tasks.registry import TASKS
+from tests.conftest import cli, write_suite
+
+STEPS = 5000 * np.arange(1, 41)
+
+
+# ----- per-run metrics on hand-made curves ------------------------------------------------------------------
+def test_alc_on_hand_made_curves() -> None:
+    y = np.arange(1, 41, dtype=float) ** 2  # y_i = i^2
+    assert alc(y) == pytest.approx(41 * 81 / 6)  # (1/40) sum i^2 = 553.5
+    # trapezoid: (sum y - (y_1 + y_40) / 2) / 39 intervals of equal width
+    assert alc_trapezoid(STEPS, y) == pytest.approx((22140 - 1601 / 2) / 39)
+    lin = 10.0 * np.arange(1, 51)  # 50 evaluations: only the first 40 count
+    assert alc(lin) == pytest.approx(205.0) and alc_trapezoid(5000 * np.arange(1, 51), lin) == pytest.approx(205.0)
+    assert alc(np.full(40, 7.0)) == 7.0
+    assert np.isnan(alc(np.ones(39))) and np.isnan(alc_trapezoid(STEPS[:39], np.ones(39))), "no shorter window"
+    assert alc(np.arange(10.0), n=4) == pytest.approx(1.5)
+
+
+def test_final_return_is_the_mean_of_the_last_evaluations_never_the_best() -> None:
+    y = np.array([0, 5, 100, 5, 1, 2, 3, 4, 5], float)  # peak 100 mid-training
+    assert final_return(y, 5) == pytest.approx(3.0)
+    assert final_return(y, 1) == 5.0
+    assert np.isnan(final_return(y[:3], 5))
+
+
+def test_evaluations_skip_epochs_without_one() -> None:
+    curve = pd.DataFrame({"env_steps": [3, 1, 2, 4], "eval_return_mean": [30.0, 10.0, np.nan, 40.0]})
+    x, y = evaluations(curve)
+    assert list(x) == [1, 3, 4] and list(y) == [10, 30, 40]
+
+
+def test_per_run_metrics_overheads_and_ppo_normalised_alc(tmp_path: Path) -> None:
+    # PPO: seed 0 costs 100 s, seed 1 200 s. PPO-DAP: 118 s and 240 s, so paired ratios are 1.18 and 1.20
+    # (pairing the wrong seeds would give 0.59 and 2.4).
+    up = np.arange(1, 46, dtype=float)
+    write_run(tmp_path, "hopper", "ppo", 0, up, wall_clock_s=100, peak_rss_mb=500)
+    write_run(tmp_path, "hopper", "ppo", 1, 3 * up, wall_clock_s=200, peak_rss_mb=500)
+    write_run(tmp_path, "hopper", "ppo-dap", 0, 4 * up, wall_clock_s=118, peak_rss_mb=525,
+              extra={"oglr": np.zeros(45), "spr": np.zeros(45), "ess_k": np.linspace(1, 0.5, 45)})
+    write_run(tmp_path, "hopper", "ppo-dap", 1, 4 * up, wall_clock_s=240, peak_rss_mb=550,
+              extra={"oglr": np.zeros(45), "spr": np.zeros(45), "ess_k": np.linspace(1, 0.5, 45)})
+    runs = per_run(load_results(tmp_path).curves, alc_n=40, final_n=5).set_index(["label", "seed"])
+    assert runs.loc[("ppo", 0), "alc"] == pytest.approx(20.5)  # mean of 1..40
+    assert runs.loc[("ppo", 0), "final_return"] == pytest.approx(43.0)  # mean of 41..45
+    assert runs.loc[("ppo", 1), "alc"] == pytest.approx(61.5)
+    assert runs.loc[("ppo-dap", 0), "ess_k_mean"] == pytest.approx(0.75)
+    assert runs.loc[("ppo-dap", 0), "ess_k_max"] == 1.0 and runs.loc[("ppo-dap", 1), "oglr_max"] == 0.0
+    assert np.isnan(runs.loc[("ppo", 0), "ess_k_mean"]), "PPO logs no audit metrics"
+    flat = runs.reset_index()
+    ratio = alc_vs_baseline(flat, "ppo")  # ALC / mean PPO ALC on the task = ALC / 41
+    assert ratio[(flat["label"] == "ppo-dap")].to_numpy() == pytest.approx([82 / 41, 82 / 41])
+    ov = overheads(flat, "ppo").set_index("seed")
+    assert ov["wall_clock_ratio"].to_dict() == pytest.approx({0: 1.18, 1: 1.20})
+    assert ov["peak_rss_ratio"].to_dict() == pytest.approx({0: 1.05, 1: 1.10})
+    assert ov["cuda_peak_ratio"].isna().all() and set(ov["label"]) == {"ppo-dap"}
+
+
+# ----- the tidy loader -------------------------------------------------------------------------------------
+def test_tidy_table_has_one_row_per_run_and_epoch_with_spec_fields(tmp_path: Path) -> None:
+    for seed in (0, 1):
+        write_run(tmp_path, "hopper", "ppo", seed, np.arange(5.0))
+    res = load_results(tmp_path)
+    assert len(res.curves) == 2 * 5 and res.warnings == []
+    for col in ("suite", "task", "algorithm", "label", "seed", "total_steps", "steps_per_epoch", "evaluation_episodes",
+                "spec_hash", "run", "epoch", "env_steps", "eval_return_mean"):
+        assert col in res.curves.columns, col
+    assert set(res.curves["suite"]) == {tmp_path.name}
+    assert res.curves.groupby("run").size().to_dict() == {"hopper/ppo/seed_0": 5, "hopper/ppo/seed_1": 5}
+    # evaluation episodes (10 per evaluation here) are inside a row: runs are the unit of every statistic
+    s = score_matrices(per_run(res.curves, alc_n=2, final_n=2), "final_return", ["ppo"], ["hopper"])
+    assert s.matrices["ppo"].shape == (2, 1)
+
+
+def test_incomplete_runs_are_dropped_with_a_warning_or_fail(tmp_path: Path) -> None:
+    write_run(tmp_path, "hopper", "ppo", 0, np.arange(5.0))
+    write_run(tmp_path, "hopper", "ppo", 1, np.arange(3.0), epochs=5, state="failed")
+    write_run(tmp_path, "hopper", "ppo", 2, np.arange(2.0), epochs=5, state="running")
+    res = load_results(tmp_path, missing="drop")
+    assert set(res.curves["seed"]) == {0}
+    text = "\n".join(res.warnings)
+    assert "dropped 2 of 3 runs" in text
+    assert "hopper/ppo/seed_1: failed at epoch 3/5: TrainingError: synthetic failure" in text
+    assert "hopper/ppo/seed_2: running (epoch 2/5)" in text
+    assert res.runs.set_index("seed")["included"].to_dict() == {0: True, 1: False, 2: False}
+    with pytest.raises(BadInputError, match=r"(?s)2 of 3 runs are not complete.*hopper/ppo/seed_1: failed"):
+        load_results(tmp_path, missing="fail")
+
+
+def test_runs_a_suite_expects_but_never_started_count_as_missing(tmp_path: Path) -> None:
+    suite = write_suite(tmp_path / "s.yaml", seeds=[0, 1])
+    results = tmp_path / "r"
+    spec = next(s for s in expand(load_suite(suite)) if s.seed == 0)
+    store = RunStore(results / spec.relpath())
+    store.init(spec)
+    store.write_metrics([{"epoch": e, "env_steps": e * spec.steps_per_epoch, "eval_return_mean": float(e),
+                          "wall_clock_s": 1.0 * e, "peak_rss_mb": 100.0} for e in range(1, spec.epochs + 1)])
+    store.write_status(Status(state="done", epoch=spec.epochs, epochs=spec.epochs))
+    res = load_results(results, suite=suite)
+    assert "hopper/ppo/seed_1: missing (no run folder)" in "\n".join(res.warnings)
+    assert set(res.curves["suite"]) == {load_suite(suite).name}
+    with pytest.raises(BadInputError, match="1 of 2 runs are not complete"):
+        load_results(results, suite=suite, missing="fail")
+
+
+def test_bad_results_folders_give_one_clear_error(tmp_path: Path, capsys) -> None:
+    with pytest.raises(BadInputError, match=f"{tmp_path / 'nope'}: no such results folder"):
+        load_results(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BadInputError, match="no run folders in it"):
+        load_results(tmp_path / "empty")
+    run = write_run(tmp_path / "r", "hopper", "ppo", 0, np.arange(5.0))
+    (run / "metrics.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(RunFolderError, match=f"{run / 'metrics.parquet'}: corrupt metrics table"):
+        load_results(tmp_path / "r")
+    capsys.readouterr()
+    assert cli("report", tmp_path / "r", "-o", tmp_path / "out", "--reps", 10) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "metrics.parquet: corrupt metrics table" in err and not (tmp_path / "out").exists()
+    assert cli("report", tmp_path / "empty", "--reps", 0) == 2
+    assert "--reps: Input should be greater than 0" in " ".join(capsys.readouterr().err.split())
+    write_run(tmp_path / "dup", "hopper", "ppo", 0, np.arange(5.0))
+    with pytest.raises(BadInputError, match="appears twice"):
+        load_results([tmp_path / "dup", tmp_path / "dup" / "hopper"])
+
+
+# ----- normalisation ---------------------------------------------------------------------------------------
+def test_normalisation_table_covers_every_task_with_sources() -> None:
+    table = load_table()
+    assert set(TASKS) <= set(table.tasks)
+    hopper = table.tasks["hopper"]
+    assert hopper.reference_kind == "measured" and hopper.reference_return == pytest.approx(3598.839363)
+    assert table.tasks["halfcheetah"].reference_return == pytest.approx(1943.034211)
+    assert table.normalise("hopper", hopper.random_return) == pytest.approx(0.0)
+    assert table.normalise("hopper", hopper.reference_return) == pytest.approx(1.0)
+    for name, t in table.tasks.items():
+        assert t.random_return is not None and "dapbench tasks measure" in t.random_source, name
+        assert t.reference_source, name
+        assert t.usable == (t.reference_kind is not None), name
+    assert np.isnan(table.normalise("striker", [1.0, 2.0])).all(), "no reference: unnormalised"
+
+
+# ----- the rliable wrapper -----------------------------------------------------------------------------------
+def test_vectorised_statistics_equal_rliable_metrics() -> None:
+    rng = np.random.default_rng(0)
+    for shape in [(10, 6), (3, 1), (5, 8), (4, 3)]:
+        x = rng.normal(size=shape).round(1)  # rounding makes ties, which P(X > Y) counts as half
+        y = rng.normal(size=(7, shape[1])).round(1)
+        assert agg.iqm(x) == pytest.approx(rm.aggregate_iqm(x))
+        assert agg.mean(x) == pytest.approx(rm.aggregate_mean(x))
+        assert agg.median(x) == pytest.approx(rm.aggregate_median(x))
+        assert agg.optimality_gap(x) == pytest.approx(rm.aggregate_optimality_gap(x))
+        assert agg.probability_of_improvement(x, y) == pytest.approx(rm.probability_of_improvement(x, y))
+        assert agg.probability_of_improvement(x, x) == pytest.approx(0.5)
+        taus = np.linspace(-2, 2, 9)
+        assert agg.score_distribution(x, taus) == pytest.approx(rly.score_distributions(x, taus))
+
+
+def test_aggregates_on_a_known_matrix_equal_rliable_called_directly() -> None:
+    # 4 runs x 3 tasks. IQM: the middle 6 of the 12 values (0.4 .. 0.9) average 0.65; task means 0.25, 0.65, 1.05
+    # give mean and median 0.65; optimality gap = 1 - mean(min(score, 1)) = 1 - 7.5 / 12 = 0.375
+    a = np.array([[0.1, 0.5, 0.9], [0.2, 0.6, 1.0], [0.3, 0.7, 1.1], [0.4, 0.8, 1.2]])
+    b = a[::-1] * 0.5
+    scores, reps, seed = {"a": a, "b": b}, 100, 7
+    points, cis = agg.aggregate_metrics(scores, reps, seed)
+    assert points["a"] == pytest.approx([0.65, 0.65, 0.65, 0.375])
+
+    def rliable_four(x: np.ndarray) -> np.ndarray:
+        return np.array([rm.aggregate_iqm(x), rm.aggregate_mean(x), rm.aggregate_median(x),
+                         rm.aggregate_optimality_gap(x)])
+
+    state = np.random.get_state()
+    np.random.seed(seed)
+    ref_points, ref_cis = rly.get_interval_estimates(scores, rliable_four, reps=reps)
+    for k in scores:
+        assert points[k] == pytest.approx(ref_points[k]) and cis[k] == pytest.approx(ref_cis[k])
+    np.random.set_state(state)
+    # fixed random state: the same again, and the caller's global RNG untouched
+    before = np.random.get_state()[1].copy()
+    again = agg.aggregate_metrics(scores, reps, seed)[1]
+    assert all(np.array_equal(again[k], cis[k]) for k in scores)
+    assert np.array_equal(np.random.get_state()[1], before)
+
+    pp, pci = agg.improvement_probabilities(scores, "a", reps, seed)
+    np.random.seed(seed)
+    rp, rci = rly.get_interval_estimates({"a,b": (a, b)}, rm.probability_of_improvement, reps=reps)
+    assert pp["a,b"] == pytest.approx(rp["a,b"]) and pci["a,b"] == pytest.approx(rci["a,b"])
+
+    taus = np.linspace(0, 1.2, 13)
+    prof, prof_ci = agg.performance_profiles(scores, taus, reps, seed)
+    np.random.seed(seed)
+    rprof, rprof_ci = rly.create_performance_profile(scores, taus, reps=reps)
+    for k in scores:
+        assert prof[k] == pytest.approx(rprof[k]) and prof_ci[k] == pytest.approx(rprof_ci[k])
+
+    curves = {"a": np.stack([a, a + 0.1, a + 0.2], axis=-1)}
+    se, se_ci = agg.sample_efficiency(curves, reps, seed)
+    np.random.seed(seed)
+    rse, rse_ci = rly.get_interval_estimates(
+        curves, lambda x: np.array([rm.aggregate_iqm(x[..., j]) for j in range(x.shape[-1])]), reps=reps)
+    assert se["a"] == pytest.approx(rse["a"]) and se_ci["a"] == pytest.approx(rse_ci["a"])
+    assert se["a"] == pytest.approx([0.65, 0.75, 0.85])
+
+
+def test_score_matrices_need_equal_runs_per_task(tmp_path: Path) -> None:
+    runs = pd.DataFrame({"task": ["hopper"] * 3 + ["ant"] * 2 + ["hopper"],
+                         "label": ["x"] * 5 + ["y"], "seed": [2, 0, 1, 0, 1, 0],
+                         "final_return": [3.0, 1.0, 2.0, 10.0, np.nan, 5.0]})
+    assert common_tasks(runs, "final_return", ["x", "y"]) == ["hopper"]
+    s = score_matrices(runs, "final_return", ["x"], ["ant", "hopper"])
+    assert s.matrices["x"].tolist() == [[10.0, 1.0]], "one finite run on ant: the first seed of hopper"
+    assert s.seeds["x"] == {"ant": [0], "hopper": [0]} and "left out: hopper 2 of 3" in s.notes[0]
+    curves = pd.DataFrame({"task": "hopper", "label": "x", "seed": [0, 0, 0, 1, 1], "env_steps": [1, 2, 3, 1, 2],
+                           "v": [1.0, 2.0, 3.0, 4.0, 5.0]})
+    steps, arrays = curve_arrays(curves, score_matrices(runs.assign(task="hopper").iloc[1:3], "final_return", ["x"],
+                                                         ["hopper"]), "v")
+    assert list(steps) == [1, 2] and arrays["x"].tolist() == [[[1.0, 2.0]], [[4.0, 5.0]]]
+
+
+def test_reconstructed_and_unregistered_algorithms_are_marked() -> None:
+    from dapbench.registry import get_algorithm
+    from dapbench.report.build import _reconstructions
+
+    runs = pd.DataFrame({"label": ["mine", "abppo", "ppo"], "algorithm": ["not-registered", "abppo", "ppo"]})
+    why = _reconstructions(runs)
+    assert why["abppo"] == f"reconstruction: {get_algorithm('abppo').reconstruction}"
+    assert "not registered in this installation" in why["mine"] and "ppo" not in why
