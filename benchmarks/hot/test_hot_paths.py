@@ -113,3 +113,14 @@ def test_pet_step(benchmark) -> None:
         return loss.item()
 
     assert np.isfinite(benchmark.pedantic(step, rounds=50, warmup_rounds=5))
+
+
+def test_aggregation(benchmark) -> None:
+    """rliable aggregates (IQM, mean, median, optimality gap with stratified bootstrap intervals) of 7
+    algorithms x 10 runs x 8 tasks, 2,000 repetitions: what `dapbench report` does per metric."""
+    from dapbench.analysis.aggregate import aggregate_metrics
+
+    rng = np.random.default_rng(0)
+    scores = {f"algo{i}": rng.normal(0.5 + 0.05 * i, 0.2, size=(10, 8)) for i in range(7)}
+    out = benchmark.pedantic(aggregate_metrics, args=(scores, 2000), rounds=3)
+    assert len(out) == 2
