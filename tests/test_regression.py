@@ -18,6 +18,10 @@ from tests.conftest import REPO, cli
 
 CI_SUITE = REPO / "suites" / "ci.yaml"
 BASELINE = REPO / "results" / "baselines" / "ci.json"
+# Tests share the cores with whatever else runs, which skews steps/s against the run's own raw-env
+# reference; outside test_speed_memory_and_audit_rules only a 10x slowdown counts here. The gate in
+# .ci/run uses the default tolerance on a machine doing nothing else.
+LOOSE_SPEED = ("--speed-tol", "0.9")
 
 
 class FlippedAdvantagePPO(PPO):
@@ -47,9 +51,7 @@ def real_ppo(tmp_path_factory) -> Path:
 
 
 def test_the_gate_passes_the_real_ppo(real_ppo: Path, capsys) -> None:
-    # speed: tests share the cores with whatever else runs, so only a halving counts here; the gate in
-    # .ci/run uses the default tolerance, and test_speed_memory_and_audit_rules checks the rule itself
-    assert cli("check", real_ppo, "--baseline", BASELINE, "--speed-tol", "0.5") == 0
+    assert cli("check", real_ppo, "--baseline", BASELINE, *LOOSE_SPEED) == 0
     out = capsys.readouterr().out
     assert "checks passed" in out and "hopper/ppo-dap: in the baseline, not in the results" in out
 
@@ -64,7 +66,7 @@ def test_the_gate_fails_a_ppo_with_the_advantage_sign_flipped(tmp_path: Path, ca
         registry._REGISTRY.pop("ppo-flipped-adv")
     capsys.readouterr()
     # peak RSS here is pytest's whole process, not the run's: memory is not what this test is about
-    assert cli("check", tmp_path / "r", "--baseline", BASELINE, "--mem-tol", "100") == 1
+    assert cli("check", tmp_path / "r", "--baseline", BASELINE, "--mem-tol", "100", *LOOSE_SPEED) == 1
     out = " ".join(capsys.readouterr().out.split())
     assert "checks failed" in out and "hopper/ppo final return" in out and "hopper/ppo ALC@40" in out, out
 
@@ -72,13 +74,13 @@ def test_the_gate_fails_a_ppo_with_the_advantage_sign_flipped(tmp_path: Path, ca
 def test_the_determinism_gate_names_the_run_and_column_that_differ(real_ppo: Path, tmp_path: Path, capsys) -> None:
     twin = tmp_path / "twin"
     shutil.copytree(real_ppo, twin)
-    assert cli("check", real_ppo, "--baseline", BASELINE, "--repeat", twin) == 0
+    assert cli("check", real_ppo, "--baseline", BASELINE, "--repeat", twin, *LOOSE_SPEED) == 0
     run = twin / "hopper" / "ppo" / "seed_1" / "metrics.parquet"
     df = pd.read_parquet(run)
     df.loc[df["epoch"] == 4, "approx_kl"] *= 1.0 + 1e-12
     df.to_parquet(run, index=False)
     capsys.readouterr()
-    assert cli("check", real_ppo, "--baseline", BASELINE, "--repeat", twin) == 1
+    assert cli("check", real_ppo, "--baseline", BASELINE, "--repeat", twin, *LOOSE_SPEED) == 1
     out = " ".join(capsys.readouterr().out.split())
     assert "1 of 6 checks failed: hopper/ppo/seed_1 determinism (approx_kl differs from epoch 4)" in out, out
 
@@ -89,7 +91,7 @@ def test_a_failed_run_fails_the_gate_with_its_error(real_ppo: Path, tmp_path: Pa
     status = results / "hopper" / "ppo" / "seed_1" / "status.json"
     body = json.loads(status.read_text())
     status.write_text(json.dumps({**body, "state": "failed", "error": "non-finite policy_loss at epoch 3"}))
-    assert cli("check", results, "--baseline", BASELINE) == 1
+    assert cli("check", results, "--baseline", BASELINE, *LOOSE_SPEED) == 1
     out = " ".join(capsys.readouterr().out.split())
     assert "non-finite policy_loss at epoch 3" in out
 
@@ -111,7 +113,7 @@ def test_update_writes_a_baseline_with_provenance_that_the_same_results_pass(rea
     body = json.loads(path.read_text())
     assert set(body["cells"]) == {"hopper/ppo"} and body["cells"]["hopper/ppo"]["seeds"] == [0, 1]
     assert body["provenance"]["packages"]["torch"] and "commit" in body["provenance"]["code"]
-    assert cli("check", real_ppo, "--baseline", path) == 0
+    assert cli("check", real_ppo, "--baseline", path, *LOOSE_SPEED) == 0
 
 
 def test_speed_memory_and_audit_rules() -> None:
