@@ -37,8 +37,8 @@ from dapbench.results.store import RunStore
 from dapbench.training.trainer import timing_columns
 
 BASELINE_FORMAT = 1
-ALC_WINDOW = 40  # ALC@40: mean of the first 40 evaluations
-FINAL_N = 3  # final return: mean of the last 3 evaluations
+ALC_WINDOW = 40  # ALC@40: mean of the first 40 evaluations (all of them if fewer)
+FINAL_N = 3  # final return: mean of the last 3 evaluations (the report's default is 5; CI runs are short)
 AUDIT_ZERO = ("oglr", "spr")
 AUDIT_DRIFT = ("ess_k", "aux_grad_share")
 
@@ -93,12 +93,17 @@ def table_hash(df: pd.DataFrame) -> str:
 
 
 def summarize_run(df: pd.DataFrame) -> dict[str, Any]:
-    ev = df["eval_return_mean"].dropna().to_numpy() if "eval_return_mean" in df else np.array([])
-    if len(ev) == 0:
+    """The checked values of one run: the report's metrics (dapbench.analysis.metrics) over the run's
+    evaluations, with the window shortened to what a CI-sized run has (ALC over min(40, n) evaluations,
+    final return over the last min(3, n))."""
+    from dapbench.analysis.metrics import alc, evaluations, final_return
+
+    if "eval_return_mean" not in df or df["eval_return_mean"].isna().all():
         raise BadInputError("the run has no evaluations; checks need eval_return_mean")
+    _, ev = evaluations(df)
     out: dict[str, Any] = {
-        "final_return": float(ev[-FINAL_N:].mean()),
-        "alc": float(ev[:ALC_WINDOW].mean()),
+        "final_return": final_return(ev, min(FINAL_N, len(ev))),
+        "alc": alc(ev, min(ALC_WINDOW, len(ev))),
         "speed": float((df["steps_per_s"] / df["ref_env_steps_per_s"]).mean())
         if "ref_env_steps_per_s" in df else float("nan"),
         "peak_rss_mb": float(df["peak_rss_mb"].max()),
