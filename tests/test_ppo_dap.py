@@ -235,3 +235,15 @@ def test_proposals_on_a_subset_of_states_mask_the_rest_out_of_the_auxiliary_loss
         rows = b.has_prop > 0
         assert b.proposals[~rows].abs().sum() == 0 and b.proposals[rows].abs().sum() > 0
     assert stats["oglr"] == 0.0 and stats["spr"] == 0.0 and 0 < stats["aux_grad_share"] < 1
+
+
+def test_training_the_prior_leaves_the_global_rngs_alone() -> None:
+    """The run that happens to train the shared prior must continue exactly as the runs that load it
+    (found by the CI determinism gate: the run that trained it diverged from epoch 1)."""
+    g = torch.Generator().manual_seed(0)
+    obs, act = torch.randn(64, 11, generator=g), torch.rand(64, 3, generator=g) * 2 - 1
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    train_prior(obs, act, 1.0, PriorConfig(train_steps=20, denoiser=DenoiserConfig(hidden=32, depth=1)))
+    assert torch.equal(torch.rand(3), expected)

@@ -67,9 +67,18 @@ def prior_key(task: str, dataset_hash: str, obs_dim: int, act_dim: int, cfg: Pri
 
 def train_prior(obs: torch.Tensor, actions: torch.Tensor, max_action: float, cfg: PriorConfig,
                 log=None) -> tuple[ActionPrior, list[float]]:
-    """Train a prior from scratch on (obs, actions); returns it and its loss curve (per 1% of steps)."""
+    """Train a prior from scratch on (obs, actions); returns it and its loss curve (per 1% of steps).
+
+    The global RNGs are left as they were: the run whose process happens to train the shared prior must
+    go on exactly as the runs that load it from the cache."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        return _train_prior(obs, actions, max_action, cfg, log)
+
+
+def _train_prior(obs: torch.Tensor, actions: torch.Tensor, max_action: float, cfg: PriorConfig,
+                 log=None) -> tuple[ActionPrior, list[float]]:
     g = torch.Generator().manual_seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
     prior = ActionPrior(obs.shape[1], actions.shape[1], max_action, cfg)
     prior.obs_mean.copy_(obs.mean(0))
     prior.obs_std.copy_(obs.std(0).clamp_min(1e-6))
