@@ -88,8 +88,6 @@ class DTQL(PPO):
 
     def __init__(self, config: DTQLConfig, spaces: Spaces, context: Context) -> None:
         super().__init__(config, spaces, context)
-        if context.dataset is None:
-            raise ValueError("dtql needs a logged dataset (context.dataset)")
         self.offline_done = False
 
     def train_epoch(self, env: TrainEnv, n_steps: int) -> dict[str, float]:

@@ -175,8 +175,6 @@ class PPODAP(PPO):
     def __init__(self, config: PPODAPConfig, spaces: Spaces, context: Context) -> None:
         super().__init__(config, spaces, context)
         c = self.cfg
-        if context.dataset is None:
-            raise ValueError("ppo-dap needs a logged dataset (context.dataset)")
         from dapbench.data.load import load_transitions, observations_at
 
         self.max_action = float(np.max(np.abs(spaces.act_high)))

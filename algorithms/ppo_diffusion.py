@@ -61,8 +61,6 @@ class PPODTR(PPO):
 
     def __init__(self, config: PPODTRConfig, spaces: Spaces, context: Context) -> None:
         super().__init__(config, spaces, context)
-        if context.dataset is None:
-            raise ValueError(f"{self.name} needs a logged dataset (context.dataset)")
         max_action = float(np.max(np.abs(spaces.act_high)))
         self.prior, self.prior_info = load_or_train(context.task or "task", context.dataset, max_action,
                                                      self.cfg.prior)

@@ -71,6 +71,8 @@ class Algorithm(ABC):
         return None
 
     def __init__(self, config: AlgoConfig, spaces: Spaces, context: Context) -> None:
+        if self.needs_dataset and context.dataset is None:
+            raise ValueError(f"{getattr(self, 'name', type(self).__name__)} needs a logged dataset (context.dataset)")
         self.config = config
         self.spaces = spaces
         self.context = context

@@ -62,6 +62,17 @@ def table(run_dir: Path) -> pd.DataFrame:
     return df.drop(columns=timing_columns(df.columns))
 
 
+@pytest.fixture(scope="module")
+def env_dirs(tmp_path_factory):
+    """Per test module: its own Minari datasets folder and prior cache (nothing shared with the user's)."""
+    root = tmp_path_factory.mktemp("data")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MINARI_DATASETS_PATH", str(root / "minari"))
+    mp.setenv("DAPBENCH_PRIORS", str(root / "priors"))
+    yield root
+    mp.undo()
+
+
 @pytest.fixture
 def smoke_suite(tmp_path: Path) -> Path:
     return write_suite(tmp_path / "smoke.yaml", seeds=[0])

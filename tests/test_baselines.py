@@ -144,16 +144,6 @@ def _bare(cls, **cfg):
 
 # ----- algorithms on logged data -----------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def env_dirs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("baselines")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MINARI_DATASETS_PATH", str(root / "minari"))
-    mp.setenv("DAPBENCH_PRIORS", str(root / "priors"))
-    yield root
-    mp.undo()
-
-
-@pytest.fixture(scope="module")
 def dataset(env_dirs) -> str:
     """Hopper logged with a fixed random linear policy plus noise (3,000 steps)."""
     task = get_task("hopper")

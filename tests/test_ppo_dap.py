@@ -27,16 +27,6 @@ TINY = {"num_steps": 256, "num_minibatches": 4, "update_epochs": 2, "K": 4, "pet
 
 
 @pytest.fixture(scope="module")
-def env_dirs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("dap")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MINARI_DATASETS_PATH", str(root / "minari"))
-    mp.setenv("DAPBENCH_PRIORS", str(root / "priors"))
-    yield root
-    mp.undo()
-
-
-@pytest.fixture(scope="module")
 def bimodal_dataset(env_dirs) -> str:
     """Hopper logged with a behaviour policy whose actions are bimodal given the state (as in datasets
     mixing two behaviour policies): a = 0.3 tanh(W s) + 0.5 e (1, -1, 1), e = +-1, plus N(0, 0.05^2)."""
