@@ -1,5 +1,4 @@
-"""dapbench's built-in algorithms, one module per family; importing this package registers them."""
+"""dapbench's built-in algorithms, one module per family. They register like any third party's, through the
+`dapbench.algorithms` entry points in dapbench's pyproject.toml; importing this package registers nothing."""
 
 __dapbench__ = True  # lets the registry tell this package from a foreign one named `algorithms`
-
-from algorithms import dtql, ppo, ppo_dap, ppo_diffusion, ppo_variants  # noqa: F401

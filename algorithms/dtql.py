@@ -35,9 +35,9 @@ from torch import nn
 
 from algorithms.ppo import PPO, PPOConfig
 from algorithms.ppo_diffusion import trust_region_loss
+from algorithms.proposer import frozen_prior
 from dapbench.algorithm import Context, Spaces
-from dapbench.diffusion.prior import PriorConfig, load_or_train
-from dapbench.registry import register
+from dapbench.diffusion.prior import PriorConfig
 from dapbench.training.env import TrainEnv
 
 
@@ -78,7 +78,6 @@ def expectile_loss(diff: torch.Tensor, tau: float) -> torch.Tensor:
     return (torch.abs(tau - (diff < 0).float()) * diff**2).mean()
 
 
-@register("dtql")
 class DTQL(PPO):
     """DTQL (diffusion trust-region Q-learning) offline on the logged data, then PPO on-policy from its policy."""
 
@@ -101,9 +100,7 @@ class DTQL(PPO):
 
         c, dev, t0 = self.cfg, self.device, time.perf_counter()
         data = load_transitions(self.context.dataset)
-        max_action = float(np.max(np.abs(self.spaces.act_high)))
-        prior, _ = load_or_train(self.context.task or "task", self.context.dataset, max_action, c.prior, data=data)
-        prior.to(dev).requires_grad_(False)
+        prior, _ = frozen_prior(c.prior, self.spaces, self.context, dev, data=data)
         rms = self.obs_norm.rms  # seed PPO's running normaliser with the logged data's statistics
         rms.mean, rms.var, rms.count = (data.obs.double().mean(0).numpy(), data.obs.double().var(0).numpy(),
                                         float(len(data)))

@@ -4,13 +4,19 @@ Defaults are CleanRL's (see docs/algorithms.md). One deliberate difference: a tr
 limit) is bootstrapped, r_T <- r_T + gamma V(s_T), as Stable-Baselines3 does; CleanRL treats a
 truncation as a termination. `bootstrap_truncation=False` gives CleanRL's behaviour.
 
-Variants subclass `PPO` and override only what differs:
-  - `surrogate_loss(ratio, adv, batch)`  the policy objective (default: clipped surrogate),
-  - `auxiliary_loss(batch)`              extra terms added to the loss (default: none),
-  - `process_batch(batch)`               the rollout after GAE, before the update (default: as is),
-  - `epoch_batch(batch, epoch)`          the batch of one update epoch (default: the same every epoch).
-Every sample in a `Batch` carries its `origin` (0 = fresh on-policy), so audit metrics can be computed
-from real provenance.
+Variants subclass `PPO` (one level: every variant is a direct subclass) and override only what differs;
+the hooks, in the order one update calls them (docs/algorithms.md has their signatures):
+  - `compute_batch() -> Batch`                     old log-probs, values, GAE over the rollout,
+  - `process_batch(batch) -> Batch`                the rollout after GAE, before the update (default: as is),
+  - `diagnostics(batch) -> dict`                   statistics before any step; the base runs the on-policy
+                                                   audit (OGLR, SPR, behaviour log-prob gap) for every variant,
+  - `epoch_batch(batch, epoch) -> Batch`           the batch of one update epoch (default: the same),
+  - `surrogate_loss(ratio, adv, mb) -> Tensor`     the policy objective (default: clipped surrogate),
+  - `surrogate_stats() -> dict`                    statistics of the surrogate over the update (default: none),
+  - `auxiliary_loss(mb) -> (Tensor | None, dict)`  extra terms added to the loss (default: none),
+  - `after_update(batch, stats) -> dict`           once per update, after the last step (default: nothing).
+Every sample in a `Batch` carries its `origin` (0 = fresh on-policy) and the log-probability its action had
+under the acting policy when it was taken (NaN: never acted), so the audit is computed from real provenance.
 
 Speed: per-step action means are computed in NumPy from a snapshot of the actor taken after each update
 (a batch-1 torch forward costs ~10x more); log-probabilities and values for the update are recomputed
@@ -21,15 +27,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from pydantic import Field
 from torch import nn
 
-from dapbench.algorithm import AlgoConfig, Algorithm, Context, Spaces
-from dapbench.registry import register
+from algorithms.audit import on_policy_audit
+from dapbench.algorithm import AlgoConfig, Algorithm, Context, Metric, Spaces
 from dapbench.training.env import TrainEnv
 from dapbench.training.normalize import ObsNormalizer, RewardNormalizer
 
@@ -140,6 +146,7 @@ class Batch:
     returns: torch.Tensor
     origin: torch.Tensor  # 0 = fresh on-policy; anything else is offline / synthetic
     raw_obs: torch.Tensor  # observations before normalisation
+    behaviour_logprobs: torch.Tensor  # log mu(a|s) of the acting policy when the action was taken; NaN: never acted
 
     def __len__(self) -> int:
         return self.obs.shape[0]
@@ -159,6 +166,7 @@ class RolloutBuffer:
         self.dones = np.zeros(n, np.float32)  # episode ended after this step (terminated or truncated)
         self.truncated_obs = np.zeros((n, obs_dim), np.float32)  # s_T of a truncation, for bootstrapping
         self.truncated = np.zeros(n, bool)
+        self.behaviour_logp = np.zeros(n, np.float64)  # log mu(a|s) at acting time, from the noise drawn
         self.pos = 0
 
     @property
@@ -169,15 +177,25 @@ class RolloutBuffer:
         return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in vars(self).items()}
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
+        if "behaviour_logp" not in s:  # a checkpoint from before the audit recorded it: rebuilt at the next rollout
+            s = {**s, "behaviour_logp": np.full(len(self.rewards), np.nan)}
         for k, v in s.items():
             setattr(self, k, v.copy() if isinstance(v, np.ndarray) else v)
 
 
-@register("ppo")
 class PPO(Algorithm):
     """Proximal Policy Optimization (clipped surrogate), CleanRL's continuous-action recipe."""
 
     Config = PPOConfig
+    metrics: ClassVar[dict[str, Metric]] = {
+        "oglr": Metric("offline-gradient leakage ratio ||grad L_PPO(non-fresh)|| / ||grad L_PPO||, per update on "
+                       "the whole batch (0 = no leak)", gate="zero"),
+        "spr": Metric("share of non-fresh samples in PPO's surrogate, value loss and GAE (0 = strictly on-policy)",
+                      gate="zero"),
+        "behaviour_logp_gap": Metric("largest |log pi_old(a|s) - log mu(a|s)| over the batch, mu the acting policy "
+                                     "when a was taken (float rounding, < 1e-4, for on-policy data; inf for an "
+                                     "action that was never acted)", gate="small", allow_inf=True),
+    }
 
     def __init__(self, config: PPOConfig, spaces: Spaces, context: Context) -> None:
         super().__init__(config, spaces, context)
@@ -198,13 +216,17 @@ class PPO(Algorithm):
     def _snapshot(self) -> None:
         """Copy the actor to NumPy for acting (after every parameter change)."""
         self._np_actor = self.agent.numpy_actor()
+        self._np_logstd = self.agent.actor_logstd.detach().cpu().numpy()[0].astype(np.float64)
         self._np_std = np.exp(self.agent.actor_logstd.detach().cpu().numpy()[0])
 
     # ----- acting -----------------------------------------------------------------------------------
-    def _sample(self, obs_n: np.ndarray) -> np.ndarray:
-        """a = mu(s) + sigma * eps, eps ~ N(0, I), in NumPy."""
+    def _sample(self, obs_n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """a = mu(s) + sigma * eps, eps ~ N(0, I), in NumPy, and log mu(a|s) = sum_i -eps_i^2 / 2 - log sigma_i
+        - log(2 pi) / 2, the density the action was drawn from."""
         mean = numpy_forward(self._np_actor, obs_n)
-        return (mean + self._np_std * self.rng.standard_normal(mean.shape, dtype=np.float32)).astype(np.float32)
+        eps = self.rng.standard_normal(mean.shape, dtype=np.float32)
+        logp = (-0.5 * eps.astype(np.float64) ** 2 - self._np_logstd - _HALF_LOG_2PI).sum(-1)
+        return (mean + self._np_std * eps).astype(np.float32), logp
 
     def act(self, obs: np.ndarray, deterministic: bool = True, rng: np.random.Generator | None = None
             ) -> np.ndarray:
@@ -221,12 +243,13 @@ class PPO(Algorithm):
             self.next_obs = self.obs_norm(env.obs[None], update=True)[0]
         stats: list[dict[str, float]] = []
         for _ in range(n_steps):
-            action = self._sample(self.next_obs[None])[0]
+            action, logp = self._sample(self.next_obs[None])
+            action = action[0]
             raw = env.obs
             step = env.step(action)
             done = step.terminated or step.truncated
             p = buf.pos
-            buf.obs[p], buf.raw_obs[p], buf.actions[p] = self.next_obs, raw, action
+            buf.obs[p], buf.raw_obs[p], buf.actions[p], buf.behaviour_logp[p] = self.next_obs, raw, action, logp[0]
             buf.rewards[p] = self.rew_norm(step.reward, episode_end=done)
             buf.dones[p] = float(done)
             buf.truncated[p] = step.truncated and not step.terminated and c.bootstrap_truncation
@@ -244,19 +267,31 @@ class PPO(Algorithm):
         return out
 
     # ----- learning ---------------------------------------------------------------------------------
+    def bootstrapped_rewards(self) -> torch.Tensor:
+        """The rollout's (normalised) rewards with r_T += gamma V(s_T) at time-limit truncations."""
+        c, buf, dev = self.cfg, self.buffer, self.device
+        rewards = torch.as_tensor(buf.rewards, device=dev).clone()
+        with torch.no_grad():
+            if buf.truncated.any():
+                trunc = torch.as_tensor(np.flatnonzero(buf.truncated), device=dev)
+                rewards[trunc] += c.gamma * self.agent.value(torch.as_tensor(buf.truncated_obs, device=dev)[trunc])
+        return rewards
+
+    def next_value(self) -> torch.Tensor:
+        """V(s_{N}) of the observation after the rollout, shape (1,)."""
+        with torch.no_grad():
+            return self.agent.value(torch.as_tensor(self.next_obs[None], device=self.device))
+
     def compute_batch(self) -> Batch:
         """Old log-probs, values and GAE(gamma, lambda) over the (time-ordered) rollout."""
         c, buf, dev = self.cfg, self.buffer, self.device
         obs = torch.as_tensor(buf.obs, device=dev)
         actions = torch.as_tensor(buf.actions, device=dev)
-        rewards = torch.as_tensor(buf.rewards, device=dev).clone()
         with torch.no_grad():
             logprobs, _ = self.agent.log_prob_entropy(obs, actions)
             values = self.agent.value(obs)
-            next_value = self.agent.value(torch.as_tensor(self.next_obs[None], device=dev))[0]
-            if buf.truncated.any():  # r_T += gamma V(s_T) at time-limit truncations
-                trunc = torch.as_tensor(np.flatnonzero(buf.truncated), device=dev)
-                rewards[trunc] += c.gamma * self.agent.value(torch.as_tensor(buf.truncated_obs, device=dev)[trunc])
+            next_value = self.next_value()[0]
+        rewards = self.bootstrapped_rewards()
         advantages = torch.as_tensor(
             gae(rewards.cpu().numpy(), values.cpu().numpy(), float(next_value), buf.dones, c.gamma, c.gae_lambda),
             device=dev,
@@ -265,7 +300,8 @@ class PPO(Algorithm):
         returns = advantages + values
         origin = torch.full((n,), ON_POLICY, dtype=torch.uint8, device=dev)
         raw_obs = torch.as_tensor(buf.raw_obs, device=dev)
-        return Batch(obs, actions, logprobs, values, advantages, returns, origin, raw_obs)
+        behaviour = torch.as_tensor(buf.behaviour_logp, dtype=torch.float64, device=dev)
+        return Batch(obs, actions, logprobs, values, advantages, returns, origin, raw_obs, behaviour)
 
     def surrogate_loss(self, ratio: torch.Tensor, adv: torch.Tensor, mb: Batch) -> torch.Tensor:
         """L_clip = -E[min(r A, clip(r, 1-eps, 1+eps) A)]."""
@@ -284,9 +320,22 @@ class PPO(Algorithm):
         """The batch update epoch `epoch` learns from (a variant may re-estimate advantages). PPO: the same."""
         return batch
 
-    def diagnostics(self, batch: Batch) -> dict[str, float]:
-        """Statistics of the batch about to be learned from, before any step (audit metrics). PPO: none."""
+    def surrogate_stats(self) -> dict[str, float]:
+        """Statistics of `surrogate_loss` over the update just done (e.g. how often a clip binds). PPO: none."""
         return {}
+
+    def after_update(self, batch: Batch, stats: dict[str, float]) -> dict[str, float]:
+        """Called once per update after its last gradient step, with the update's statistics; returns extra
+        statistics to log (an adaptive penalty adapts here). PPO: nothing."""
+        return {}
+
+    def diagnostics(self, batch: Batch) -> dict[str, float]:
+        """Statistics of the batch about to be learned from, before any step: the on-policy audit (OGLR, SPR;
+        algorithms/audit.py) and the behaviour log-prob gap. Variants extend it (call super)."""
+        audit, self._audit_grads = on_policy_audit(self.agent, batch, self.cfg.vf_coef)
+        gap = (batch.logprobs.double() - batch.behaviour_logprobs).abs()
+        gap = torch.where(torch.isnan(gap), torch.full_like(gap, math.inf), gap)
+        return {**audit, "behaviour_logp_gap": float(gap.max())}
 
     def value_loss(self, newvalue: torch.Tensor, mb: Batch) -> torch.Tensor:
         """0.5 E[max((V - R)^2, (V_old + clip(V - V_old, -eps, eps) - R)^2)], or unclipped."""
@@ -353,7 +402,9 @@ class PPO(Algorithm):
         }
         for k in aux_stats[0] if aux_stats else []:
             stats[k] = float(np.mean([s[k] for s in aux_stats]))
-        return {**stats, **diag}
+        stats.update(self.surrogate_stats())
+        stats = {**stats, **diag}
+        return {**stats, **self.after_update(batch, stats)}
 
     # ----- checkpointing ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -9,33 +9,31 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import fields
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from pydantic import Field, model_validator
 
 from algorithms.ppo import PPO, Batch, PPOConfig
-from algorithms.ppo_dap import PPODAP, PPODAPConfig, on_policy_audit
-from dapbench.algorithm import Context, Spaces
+from algorithms.ppo_dap import PPODAPConfig, q_targets
+from algorithms.proposer import Proposer, frozen_prior
+from dapbench.algorithm import Context, Metric, Spaces
 from dapbench.diffusion.edm import EDM
-from dapbench.diffusion.prior import PriorConfig, load_or_train
-from dapbench.registry import register
+from dapbench.diffusion.prior import PriorConfig
 
 SYNTHETIC = 2  # `Batch.origin` of a diffusion-generated (virtual) sample
 
 
 def trust_region_loss(edm: EDM, a: torch.Tensor, s: torch.Tensor, generator: torch.Generator | None = None
                       ) -> torch.Tensor:
-    """L_TR = E_{sigma, eps}[ w(sigma) ||D_phi(a + sigma eps; sigma, s) - a||^2 ], w = 1 / c_out^2 (DTQL eq. 4).
-
-    `a` carries the gradient (a = pi_theta(s) by reparameterisation); the denoiser D_phi only passes it on."""
-    sigma = edm.sample_sigma(a.shape[0], generator, a.device)
-    eps = torch.randn(a.shape, generator=generator, device=a.device)
-    _, c_out, _, _ = edm.coefficients(sigma)
-    return (((edm(a + sigma[:, None] * eps, sigma, s) - a) ** 2).sum(-1) / c_out**2).mean()
+    """L_TR = E_{sigma, eps}[ w(sigma) ||D_phi(a + sigma eps; sigma, s) - a||^2 ], w = 1 / c_out^2 (DTQL eq. 4):
+    the prior's own denoising loss evaluated at a = pi_theta(s), which carries the gradient (reparameterised);
+    the denoiser D_phi only passes it on."""
+    return edm.loss(a, s, generator)
 
 
 # ===== PPO-DTR ===============================================================================================
@@ -45,7 +43,6 @@ class PPODTRConfig(PPOConfig):
     prior: PriorConfig = Field(PriorConfig(), description="the offline prior (shared with PPO-DAP)")
 
 
-@register("ppo-dtr")
 class PPODTR(PPO):
     """PPO whose coupling to the diffusion prior is DTQL's trust-region loss instead of an imitation loss.
 
@@ -61,10 +58,7 @@ class PPODTR(PPO):
 
     def __init__(self, config: PPODTRConfig, spaces: Spaces, context: Context) -> None:
         super().__init__(config, spaces, context)
-        max_action = float(np.max(np.abs(spaces.act_high)))
-        self.prior, self.prior_info = load_or_train(context.task or "task", context.dataset, max_action,
-                                                     self.cfg.prior)
-        self.prior.to(self.device).requires_grad_(False)
+        self.prior, self.prior_info = frozen_prior(self.cfg.prior, spaces, context, self.device)
         self.gen = torch.Generator(device=self.device).manual_seed(context.seed + 1)  # sigma and eps of L_TR
 
     def auxiliary_loss(self, mb: Batch) -> tuple[torch.Tensor, dict[str, float]]:
@@ -99,11 +93,10 @@ class PPODiffAugConfig(PPODAPConfig):
         return self
 
 
-@register("ppo-diffaug")
-class PPODiffAug(PPODAP):
+class PPODiffAug(PPO):
     """The earlier "PPO+Diffusion": virtual transitions from the diffusion prior mixed into PPO's batch.
 
-    Per rollout (after GAE over the fresh samples): fit PPO-DAP's Q head on the rollout; pick
+    Per rollout (after GAE over the fresh samples): fit the proposer's Q head on the rollout; pick
     n_v = virtual_frac N of the rollout's states (uniformly, without replacement); for each, draw K actions
     from the prior and keep the one with the largest Q (value_filter) or the first. A virtual transition
     (s, a_v) enters PPO's batch with origin SYNTHETIC, old log-prob log pi_theta_old(a_v|s) (its ratio starts
@@ -116,16 +109,36 @@ class PPODiffAug(PPODAP):
     """
 
     Config = PPODiffAugConfig
+    needs_dataset = True
+    needs_prior = True
+    metrics: ClassVar[dict[str, Metric]] = {
+        "q_spread": Metric("std of Q over a state's K proposals, mean over states (normalised-reward units)",
+                           audit=False),
+        "prior_kl_drift": Metric("KL between the prior before and after a PET round, on fixed probe states"),
+    }
+
+    @classmethod
+    def shared_work(cls, config: PPODiffAugConfig, task: str, dataset: str | None) -> str | None:
+        from dapbench.diffusion.prior import is_cached
+
+        if dataset is None or is_cached(task, dataset, config.prior):
+            return None
+        return f"prior {task} {dataset} {config.prior.model_dump_json()}"
+
+    def __init__(self, config: PPODiffAugConfig, spaces: Spaces, context: Context) -> None:
+        super().__init__(config, spaces, context)
+        self.proposer = Proposer(self.cfg, spaces, context, self.device)
 
     def process_batch(self, batch: Batch) -> Batch:
-        c, n = self.cfg, len(batch)
+        c, n, P = self.cfg, len(batch), self.proposer
+        P.record(self.buffer.raw_obs, self.buffer.actions, self.spaces.act_low, self.spaces.act_high)
         t0 = time.perf_counter()
-        self._q_loss = self.fit_q(batch)
+        self._q_loss = P.fit_q(batch.obs, batch.actions, q_targets(self, batch), self.rng, c.num_minibatches)
         t1 = time.perf_counter()
         n_v = max(1, int(c.virtual_frac * n))
         idx = torch.as_tensor(np.sort(self.rng.choice(n, n_v, replace=False)), device=self.device)
         obs, raw = batch.obs[idx], batch.raw_obs[idx]
-        props, q = self.propose(obs, raw)  # (n_v, K, act), (n_v, K)
+        props, q = P.propose(obs, raw)  # (n_v, K, act), (n_v, K)
         best = q.argmax(1) if c.value_filter else torch.zeros(n_v, dtype=torch.long, device=self.device)
         a_v = props[torch.arange(n_v, device=self.device), best]
         q_v = q[torch.arange(n_v, device=self.device), best]
@@ -134,15 +147,25 @@ class PPODiffAug(PPODAP):
             v = self.agent.value(obs)
         self._times = {"time_q_fit_s": t1 - t0, "time_proposals_s": time.perf_counter() - t1}
         self._q_spread = float(q.std(1).mean())
+        never_acted = torch.full((n_v,), math.nan, dtype=torch.float64, device=self.device)
         virtual = Batch(obs=obs, actions=a_v, logprobs=logp, values=v, advantages=q_v - v, returns=q_v,
-                        origin=torch.full((n_v,), SYNTHETIC, dtype=torch.uint8, device=self.device), raw_obs=raw)
+                        origin=torch.full((n_v,), SYNTHETIC, dtype=torch.uint8, device=self.device), raw_obs=raw,
+                        behaviour_logprobs=never_acted)
         return Batch(**{f.name: torch.cat([getattr(batch, f.name), getattr(virtual, f.name)]) for f in fields(Batch)})
-
-    def auxiliary_loss(self, mb: Batch) -> tuple[None, dict[str, float]]:
-        return None, {}
 
     def diagnostics(self, b: Batch) -> dict[str, float]:
         t0 = time.perf_counter()
-        audit, _ = on_policy_audit(self.agent, b, self.cfg.vf_coef)
+        audit = super().diagnostics(b)
         return {**audit, "q_spread": self._q_spread, "q_loss": self._q_loss, **self._times,
                 "time_audit_s": time.perf_counter() - t0}
+
+    def train_epoch(self, env, n_steps: int) -> dict[str, float]:
+        stats = super().train_epoch(env, n_steps)
+        return {**stats, **self.proposer.end_epoch()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), **self.proposer.state_dict()}
+
+    def load_state_dict(self, s: dict[str, Any]) -> None:
+        super().load_state_dict(s)
+        self.proposer.load_state_dict(s)

@@ -15,12 +15,15 @@ generalised clipping rule, below) and say so.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import ClassVar
+
 import numpy as np
 import torch
 from pydantic import Field
 
 from algorithms.ppo import PPO, Batch, PPOConfig, gae
-from dapbench.registry import register
+from dapbench.algorithm import Metric
 
 
 # ===== PPO-GC ================================================================================================
@@ -35,7 +38,6 @@ def dual_clip_surrogate(ratio: torch.Tensor, adv: torch.Tensor, eps: float, c: f
     return -torch.where(adv < 0, torch.max(clipped, c * adv), clipped).mean()
 
 
-@register("ppo-gc")
 class PPOGC(PPO):
     """PPO-GC, RECONSTRUCTED as PPO with a generalised ("dual") clip of the surrogate.
 
@@ -54,8 +56,25 @@ class PPOGC(PPO):
     reconstruction = ("PPO-GC: no text found; reconstructed as PPO with the dual clip (Ye et al. 2020, c = 3); "
                       "the earlier paper's reference list points to a graph-convolutional PPO for power grids")
 
+    metrics: ClassVar[dict[str, Metric]] = {
+        "dual_clip_bind_frac": Metric("share of minibatch samples where the dual clip c A binds (A < 0 and the "
+                                      "clipped objective below c A); 0 = numerically PPO", audit=False)}
+
     def surrogate_loss(self, ratio: torch.Tensor, adv: torch.Tensor, mb: Batch) -> torch.Tensor:
+        with torch.no_grad():
+            eps, c = self.cfg.clip_coef, self.cfg.dual_clip
+            clipped = torch.min(ratio * adv, torch.clamp(ratio, 1 - eps, 1 + eps) * adv)
+            self._binds.append(float(((adv < 0) & (clipped < c * adv)).float().mean()))
         return dual_clip_surrogate(ratio, adv, self.cfg.clip_coef, self.cfg.dual_clip)
+
+    def surrogate_stats(self) -> dict[str, float]:
+        out = {"dual_clip_bind_frac": float(np.mean(self._binds)) if self._binds else 0.0}
+        self._binds = []
+        return out
+
+    def __init__(self, config: PPOGCConfig, spaces, context) -> None:
+        super().__init__(config, spaces, context)
+        self._binds: list[float] = []
 
 
 # ===== ABPPO =================================================================================================
@@ -80,7 +99,6 @@ def point_difference_penalty(ratio: torch.Tensor) -> torch.Tensor:
     return ((ratio - 1) ** 2).mean()
 
 
-@register("abppo")
 class ABPPO(PPO):
     """ABPPO (Authentic Boundary PPO), RECONSTRUCTED: rollback clipping plus a point policy difference penalty.
 
@@ -125,7 +143,6 @@ def compete(adv_reused: torch.Tensor, err_reused: float, adv_fresh: torch.Tensor
     return (adv_fresh, True) if err_fresh < err_reused else (adv_reused, False)
 
 
-@register("ppo-arc")
 class PPOARC(PPO):
     """PPO-ARC (Advantage Reuse Competition), RECONSTRUCTED: reused and fresh advantages compete each epoch.
 
@@ -146,18 +163,16 @@ class PPOARC(PPO):
                       "(collection-time) and re-estimated GAE advantages, won by the critic with the smaller TD "
                       "residual")
 
+    metrics: ClassVar[dict[str, Metric]] = {
+        "arc_fresh_win_share": Metric("share of update epochs whose re-estimated advantages won the "
+                                      "competition; 0 = numerically PPO", audit=False)}
+
     def compute_batch(self) -> Batch:
         """PPO's batch; also keeps the rollout's rewards as GAE saw them (truncations bootstrapped with V_old)."""
         batch = super().compute_batch()
-        c, buf = self.cfg, self.buffer
-        rewards = buf.rewards.copy()
-        with torch.no_grad():
-            if buf.truncated.any():
-                trunc = np.flatnonzero(buf.truncated)
-                rewards[trunc] += c.gamma * self.agent.value(
-                    torch.as_tensor(buf.truncated_obs[trunc], device=self.device)).cpu().numpy()
-            self._next_value_old = float(self.agent.value(torch.as_tensor(self.next_obs[None], device=self.device))[0])
-        self._rewards, self._fresh_wins = rewards, []
+        self._rewards = self.bootstrapped_rewards().cpu().numpy()
+        self._next_value_old = float(self.next_value()[0])
+        self._fresh_wins = []
         return batch
 
     def epoch_batch(self, batch: Batch, epoch: int) -> Batch:
@@ -177,10 +192,7 @@ class PPOARC(PPO):
         if not won:
             return batch
         # R = A_fresh + V_k; the clipped value loss stays anchored at V_old (batch.values)
-        return Batch(batch.obs, batch.actions, batch.logprobs, batch.values, adv,
-                     adv + torch.as_tensor(v_new, device=self.device), batch.origin, batch.raw_obs)
+        return replace(batch, advantages=adv, returns=adv + torch.as_tensor(v_new, device=self.device))
 
-    def update(self) -> dict[str, float]:
-        stats = super().update()
-        stats["arc_fresh_win_share"] = float(np.mean(self._fresh_wins)) if self._fresh_wins else 0.0
-        return stats
+    def after_update(self, batch: Batch, stats: dict[str, float]) -> dict[str, float]:
+        return {"arc_fresh_win_share": float(np.mean(self._fresh_wins)) if self._fresh_wins else 0.0}

@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from algorithms.ppo_dap import QHead
+from algorithms.proposer import QHead
 from dapbench.diffusion.nets import DenoiserConfig
 from dapbench.diffusion.prior import ActionPrior, PriorConfig
 from dapbench.diffusion.sampler import SamplerConfig, sample

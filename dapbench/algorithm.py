@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -29,6 +29,27 @@ class AlgoConfig(BaseModel):
 
 
 @dataclass(frozen=True)
+class Metric:
+    """A column an algorithm logs, declared so the harness can describe and gate it without knowing names.
+
+    `gate`: what the regression gate holds it to against a baseline. "zero": a value that is exactly 0 in
+    every baseline epoch must stay exactly 0 (max over epochs); "small": the max over epochs must stay below
+    `bound`; "drift": the mean over epochs must stay within the gate's audit tolerance (relative); None: not
+    gated, only reported. `audit`: shown in the report's audit table. The trainer fails a run on any NaN
+    statistic, and on an infinite one unless the metric `allow_inf`."""
+
+    description: str
+    gate: Literal["zero", "small", "drift"] | None = None
+    bound: float = 1e-4
+    audit: bool = True
+    allow_inf: bool = False  # +inf is a value here (e.g. "never acted"), not a divergence the trainer stops for
+
+    def as_json(self) -> dict[str, Any]:
+        return {"description": self.description, "gate": self.gate, "bound": self.bound, "audit": self.audit,
+                "allow_inf": self.allow_inf}
+
+
+@dataclass(frozen=True)
 class Spaces:
     """The shapes and bounds an algorithm is built for."""
 
@@ -42,7 +63,7 @@ class Spaces:
 class Context:
     """What the trainer tells an algorithm about its run."""
 
-    total_steps: int
+    total_steps: int  # the horizon: the steps progress-dependent schedules are scaled to (the run may stop earlier)
     seed: int
     device: str  # a resolved torch device string: "cpu" or "cuda[:i]"
     dataset: str | None = None  # Minari id of the logged data (`dapbench.data.load.load_transitions`)
@@ -59,6 +80,7 @@ class Algorithm(ABC):
 
     name: ClassVar[str]
     Config: ClassVar[type[AlgoConfig]]
+    metrics: ClassVar[dict[str, Metric]] = {}  # logged columns the report describes and the gate checks
     needs_dataset: ClassVar[bool] = False
     needs_prior: ClassVar[bool] = False
     reconstruction: ClassVar[str | None] = None
@@ -100,6 +122,14 @@ class Algorithm(ABC):
 
     @abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    @classmethod
+    def declared_metrics(cls) -> dict[str, Metric]:
+        """`metrics` of this class and every base, the most derived declaration winning."""
+        out: dict[str, Metric] = {}
+        for k in reversed(cls.__mro__):
+            out.update(vars(k).get("metrics", {}))
+        return out
 
     def policy_state_dict(self) -> dict[str, Any]:
         """What `act` needs (a policy snapshot); by default the whole state."""

@@ -257,17 +257,6 @@ def _prepare(specs: list[RunSpec], results: Path) -> list[Path]:
     return [st.dir for st in stores]
 
 
-def _make_command(task: str, name: str) -> str:
-    """The `data make` command for a dapbench dataset name like `medium-s1-n5000-v0`."""
-    parts = name.split("-")[:-1]  # drop the version
-    flags = {"s": "--seed", "n": "--steps", "b": "--behaviour-steps"}
-    cmd = f"python -m dapbench data make {task} --quality {parts[0]}"
-    for p in parts[1:]:
-        if p[:1] in flags and p[1:].isdigit():
-            cmd += f" {flags[p[:1]]} {p[1:]}"
-    return cmd
-
-
 def _missing_datasets(path: Path, suite, specs: list[RunSpec]) -> list:
     """The missing datasets the runs need, as the suite's recipes; refuse (exit 2) when the suite has none."""
     needed = sorted({s.dataset for s in specs if s.dataset})
@@ -282,9 +271,9 @@ def _missing_datasets(path: Path, suite, specs: list[RunSpec]) -> list:
     if unknown:
         lines = []
         for d in unknown:
-            parts = d.split("/")
-            hint = (_make_command(parts[1], parts[2]) if len(parts) == 3 and parts[0] == "dapbench"
-                    else f"minari download {d}")
+            from dapbench.naming import make_command_for
+
+            hint = make_command_for(d) or f"minari download {d}"
             lines.append(f"{d}: make it with `{hint}`, or add it to the suite's `datasets:` section")
         raise BadInputError(f"{path}: missing datasets, nothing was started:\n  " + "\n  ".join(lines))
     return [recipes[d] for d in missing]
@@ -641,7 +630,7 @@ def _dataset_task(args: argparse.Namespace):
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from dapbench.results.reproduce import reproduce
+    from dapbench.verify.reproduce import reproduce
 
     err_console.print(f"re-executing {args.run_dir} from its spec ...")
     r = reproduce(args.run_dir, scratch=args.scratch, rtol=args.rtol)
@@ -649,6 +638,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         console.print("same machine type and software stack as the stored run: bit-identical tables expected")
     else:
         console.print("the software stack differs from the stored run's: " + "; ".join(r.stack_changes))
+    if r.added:
+        console.print(f"note: the current code also logs {', '.join(r.added)} (not in the stored table, not compared)")
     if r.bit_identical:
         console.print(f"[green]reproduces[/green]: {len(r.compared)} columns bit-identical in every epoch "
                       "(timing columns not compared)")
@@ -672,7 +663,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from dapbench.regression import Tolerances, run_check, write_baseline
+    from dapbench.verify.gate import Tolerances, run_check, write_baseline
 
     if args.update:
         b = write_baseline(args.results, args.baseline, " ".join(sys.argv))

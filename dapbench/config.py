@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from dapbench.errors import SuiteError
+from dapbench.naming import dataset_id
 from dapbench.registry import PLANNED, algorithms, known_names
 from dapbench.tasks.registry import TASKS
 
@@ -58,10 +59,16 @@ class EvalConfig(Strict):
 
 
 class Budget(Strict):
-    """Environment steps per run (`total_steps`, default: the task's) and per epoch (the paper's 5,000)."""
+    """Environment steps per run (`total_steps`, default: the task's) and per epoch (the paper's 5,000).
+
+    `horizon_steps`: the steps every progress-dependent schedule (PPO's learning-rate annealing, PPO-DAP's
+    beta annealing, any algorithm's) is scaled to; default: `total_steps`. A run with total_steps 200,000
+    under horizon_steps 1,000,000 is exactly the first 40 epochs of the 1.0M-step run, and can later be
+    extended to more steps under the same horizon by resuming it (docs/suites.md)."""
 
     total_steps: PositiveInt | None = None
     steps_per_epoch: PositiveInt = 5000
+    horizon_steps: PositiveInt | None = None
 
 
 class AlgorithmEntry(Strict):
@@ -144,8 +151,6 @@ class DatasetEntry(Strict):
 
     @property
     def id(self) -> str:
-        from dapbench.data.make import dataset_id
-
         return dataset_id(self.task, self.quality, self.seed, self.steps, self.behaviour_steps)
 
     @field_validator("task")
@@ -243,6 +248,9 @@ class Suite(Strict):
         return Path(self.results_dir or f"results/{self.name}")
 
 
+LATE_FIELDS: dict[str, Any] = {"horizon_steps": None}  # spec fields added after 0.1, with their defaults
+
+
 class RunSpec(Strict):
     """One run, fully resolved: a run is a pure function of this (plus the code version)."""
 
@@ -258,16 +266,43 @@ class RunSpec(Strict):
     torch_threads: PositiveInt = 1
     snapshot_every: NonNegativeInt = 0  # keep the policy every k epochs (0 = never); behaviour runs use 1
     dataset: str | None = None  # Minari id of the logged data, for algorithms that need one
+    horizon_steps: PositiveInt | None = None  # the steps schedules are scaled to; None = total_steps
 
     @property
     def epochs(self) -> int:
         return self.total_steps // self.steps_per_epoch
 
     @property
-    def hash(self) -> str:
-        """sha256 of the canonical JSON of the spec, first 16 hex digits."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    def horizon(self) -> int:
+        """The steps every progress-dependent schedule is scaled to (what algorithms see as the budget)."""
+        return self.horizon_steps or self.total_steps
+
+    def _digest(self, drop: tuple[str, ...] = ()) -> str:
+        body = self.model_dump(mode="json")
+        for k, default in LATE_FIELDS.items():  # fields added later enter the hash only when set
+            if body.get(k) == default:
+                body.pop(k)
+        for k in drop:
+            body.pop(k, None)
+        blob = json.dumps(body, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @property
+    def hash(self) -> str:
+        """sha256 of the canonical JSON of the spec, first 16 hex digits. A field added after a release
+        (LATE_FIELDS) is left out while it has its default, so run folders made before it keep their hash."""
+        return self._digest()
+
+    @property
+    def identity(self) -> str:
+        """What makes two specs the same run: the hash, without `total_steps` when an explicit horizon fixes the
+        schedules (the same run then only stops later or earlier)."""
+        return self._digest(("total_steps",)) if self.horizon_steps is not None else self.hash
+
+    def extends(self, other: RunSpec) -> bool:
+        """Whether this spec is `other` with a budget at least as long under the same explicit horizon."""
+        return (self.horizon_steps is not None and self.identity == other.identity
+                and self.total_steps >= other.total_steps)
 
     def relpath(self) -> Path:
         return Path(self.task) / self.label / f"seed_{self.seed}"
@@ -419,6 +454,13 @@ def _check_grid(suite: Suite, path: Path, lines: dict[tuple, int]) -> list[str]:
                     seen.add(p)
                     problems.append(p + _config_hint(spec["algorithm"]))
             continue
+        if spec.horizon_steps is not None and spec.horizon_steps < spec.total_steps:
+            p = _problem(path, lines, ("budget", "horizon_steps"), f"horizon_steps {spec.horizon_steps} for "
+                         f"{spec.task} is shorter than total_steps {spec.total_steps}: the schedules would end "
+                         "before the run")
+            if p not in seen:
+                seen.add(p)
+                problems.append(p)
         if spec.total_steps % spec.steps_per_epoch:
             p = _problem(path, lines, ("budget",), f"total_steps {spec.total_steps} for {spec.task} is not a "
                          f"multiple of steps_per_epoch {spec.steps_per_epoch}")
@@ -459,6 +501,7 @@ def _cells(suite: Suite):
                     "seed": seed,
                     "total_steps": budget.total_steps or TASKS[task].default_total_steps,
                     "steps_per_epoch": budget.steps_per_epoch,
+                    "horizon_steps": budget.horizon_steps,
                     "evaluation": evaluation,
                     "config": config,
                     "device": device,

@@ -11,11 +11,23 @@ import pandas as pd
 import pytest
 import yaml
 
-from dapbench.cli import main
-from dapbench.training.trainer import timing_columns
-
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "suites" / "smoke.yaml"
+# Test-only algorithms (fault injection) come through a real entry point: put their folder on the path of this
+# process and of every process it starts (local pool workers, Slurm jobs) before anything loads the registry.
+PLUGINS = REPO / "tests" / "plugins"
+sys.path.insert(0, str(PLUGINS))
+os.environ["PYTHONPATH"] = os.pathsep.join([str(PLUGINS), *filter(None, [os.environ.get("PYTHONPATH")])])
+
+from dapbench.cli import main  # noqa: E402
+from dapbench.results.columns import timing_columns  # noqa: E402
+
+
+def builtin_algorithms() -> list[str]:
+    """The algorithms dapbench itself provides (test plugins left out)."""
+    from dapbench import registry
+
+    return sorted(n for n in registry.algorithms() if registry.provider(n).dist == "dapbench")
 
 
 def write_suite(path: Path, **fields) -> Path:
@@ -36,7 +48,8 @@ def cli_subprocess(*args: str, env: dict | None = None, **kw) -> subprocess.Pope
                             text=True, **kw)
 
 
-def run_and_kill(suite: Path, results: Path, run_dir: Path, after_epoch: int, timeout: float = 300) -> int:
+def run_and_kill(suite: Path, results: Path, run_dir: Path, after_epoch: int, timeout: float = 300,
+                 settle: float = 0.3) -> int:
     """Run `suite` in a subprocess, SIGKILL it mid-epoch once `run_dir` has finished `after_epoch` epochs;
     return the epochs it had finished."""
     from dapbench.results.store import RunStore
@@ -49,7 +62,7 @@ def run_and_kill(suite: Path, results: Path, run_dir: Path, after_epoch: int, ti
             break
         time.sleep(0.05)
     assert proc.poll() is None, "the run finished before it could be killed"
-    time.sleep(0.3)  # land mid-epoch
+    time.sleep(settle)  # land mid-epoch
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert store.status().state == "running"

@@ -180,7 +180,8 @@ class NeedsData(PPO):
 @pytest.fixture
 def needs_data_algo(monkeypatch):
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry.algorithms()))
-    registry._add("needs-data", NeedsData)
+    monkeypatch.setattr(registry, "_PROVIDERS", dict(registry._PROVIDERS))
+    registry.register("needs-data", NeedsData)
 
 
 def test_run_makes_missing_datasets_first(needs_data_algo, data_dirs, tmp_path, capsys) -> None:
@@ -204,9 +205,10 @@ def test_missing_dataset_without_a_recipe_starts_nothing(needs_data_algo, data_d
 
 
 def test_make_command_hint_round_trips_the_id() -> None:
-    from dapbench.cli import _make_command
-    from dapbench.data.make import dataset_id
+    from dapbench.naming import dataset_id, make_command, make_command_for
 
     assert dataset_id("ant", "expert", 2, 5000, 300000) == "dapbench/ant/expert-s2-n5000-b300000-v0"
-    assert _make_command("ant", "expert-s2-n5000-b300000-v0") == (
-        "python -m dapbench data make ant --quality expert --seed 2 --steps 5000 --behaviour-steps 300000")
+    expected = "python -m dapbench data make ant --quality expert --seed 2 --steps 5000 --behaviour-steps 300000"
+    assert make_command_for("dapbench/ant/expert-s2-n5000-b300000-v0") == expected
+    assert make_command("ant", "expert", 2, 5000, 300000) == expected
+    assert make_command_for("mujoco/hopper/medium-v0") is None

@@ -38,8 +38,8 @@ def test_sigkill_and_resume_equals_uninterrupted(tmp_path: Path) -> None:
 
 def test_resume_after_a_failure_keeps_finished_epochs(tmp_path: Path, monkeypatch, capsys) -> None:
     """A NaN at epoch 2 fails the run with its error; the epoch-1 checkpoint is kept and the run resumes."""
-    suite = write_suite(tmp_path / "s.yaml", seeds=[0, 1])
-    monkeypatch.setenv("DAPBENCH_TEST_INJECT_NAN_AT_EPOCH", "2")
+    suite = write_suite(tmp_path / "s.yaml", seeds=[0, 1], algorithms=[{"name": "ppo-faulty", "label": "ppo"}])
+    monkeypatch.setenv("DAPBENCH_TEST_NAN_AT_EPOCH", "2")
     assert cli("run", suite, "--results", tmp_path / "r") == 1
     out = capsys.readouterr()
     assert "non-finite policy_loss at epoch 2" in out.err
@@ -48,7 +48,7 @@ def test_resume_after_a_failure_keeps_finished_epochs(tmp_path: Path, monkeypatc
     assert st.state == "failed" and st.epoch == 1 and "non-finite policy_loss" in st.error
     assert len(RunStore(tmp_path / "r" / RUN).read_metrics()) == 1
 
-    monkeypatch.delenv("DAPBENCH_TEST_INJECT_NAN_AT_EPOCH")
+    monkeypatch.delenv("DAPBENCH_TEST_NAN_AT_EPOCH")
     assert cli("run", suite, "--results", tmp_path / "r") == 0
     assert cli("run", suite, "--results", tmp_path / "clean") == 0
     for seed in (0, 1):

@@ -131,7 +131,7 @@ def _algo(dataset: str, **cfg) -> tuple[PPODAP, TrainEnv]:
 def test_pet_changes_only_adapter_parameters_and_the_adapter_is_checkpointed(bimodal_dataset) -> None:
     algo, env = _algo(bimodal_dataset, pet_lr=1e-3)
     before = {n: p.detach().clone() for n, p in algo.prior.named_parameters()}
-    pet_params = {id(p) for group in algo.pet_optimizer.param_groups for p in group["params"]}
+    pet_params = {id(p) for group in algo.proposer.pet_optimizer.param_groups for p in group["params"]}
     names = {n for n, p in algo.prior.named_parameters() if id(p) in pet_params}
     assert names and all("lora_" in n for n in names), "only adapter parameters are in PET's optimiser"
     algo.train_epoch(env, 512)
@@ -159,7 +159,7 @@ def test_soft_kl_stays_bounded_when_proposals_collapse_on_a_bound(bimodal_datase
     algo, _ = _algo(bimodal_dataset)
     n, z = 8, torch.zeros(8)
     mb = DAPBatch(obs=torch.zeros(n, 11), actions=torch.zeros(n, 3), logprobs=z, values=z, advantages=z, returns=z,
-                  origin=torch.zeros(n, dtype=torch.uint8), raw_obs=torch.zeros(n, 11),
+                  origin=torch.zeros(n, dtype=torch.uint8), raw_obs=torch.zeros(n, 11), behaviour_logprobs=z.double(),
                   proposals=torch.ones(n, algo.m, 3), prior_mu=torch.ones(n, 3), prior_std=torch.full((n, 3), 1e-3))
     loss, stats = algo.auxiliary_loss(mb)
     # per dimension at most ln(sigma_pi / 1e-3) + ((1 - mu_pi)^2 + 1e-6) / (2 sigma_pi^2) - 1/2 ~ 7.4 with sigma_pi 1;
@@ -169,9 +169,9 @@ def test_soft_kl_stays_bounded_when_proposals_collapse_on_a_bound(bimodal_datase
 
 def test_frozen_prior_has_no_pet_and_full_finetuning_trains_everything(bimodal_dataset) -> None:
     frozen, _ = _algo(bimodal_dataset, pet="frozen")
-    assert frozen.pet_optimizer is None
+    assert frozen.proposer.pet_optimizer is None
     full, _ = _algo(bimodal_dataset, pet="full")
-    n_opt = sum(p.numel() for g in full.pet_optimizer.param_groups for p in g["params"])
+    n_opt = sum(p.numel() for g in full.proposer.pet_optimizer.param_groups for p in g["params"])
     assert n_opt == sum(p.numel() for p in full.prior.parameters())
 
 
@@ -206,6 +206,7 @@ def test_proposals_on_a_subset_of_states_mask_the_rest_out_of_the_auxiliary_loss
     mb = DAPBatch(obs=torch.randn(n, 11, generator=g), actions=torch.zeros(n, 3), logprobs=torch.zeros(n),
                   values=torch.zeros(n), advantages=torch.zeros(n), returns=torch.zeros(n),
                   origin=torch.zeros(n, dtype=torch.uint8), raw_obs=torch.zeros(n, 11),
+                  behaviour_logprobs=torch.zeros(n, dtype=torch.float64),
                   proposals=torch.randn(n, algo.m, 3, generator=g) * mask[:, None, None],
                   prior_mu=torch.randn(n, 3, generator=g) * mask[:, None],
                   prior_std=torch.where(mask[:, None] > 0, torch.rand(n, 3, generator=g) + 0.1, 1.0), has_prop=mask)

@@ -13,7 +13,7 @@ import pytest
 from dapbench import registry
 from dapbench.errors import BadInputError
 from dapbench.registry import PLANNED, algorithms, get_algorithm
-from tests.conftest import REPO, cli
+from tests.conftest import REPO, builtin_algorithms, cli
 
 
 def test_ppo_is_registered() -> None:
@@ -21,17 +21,22 @@ def test_ppo_is_registered() -> None:
     assert ppo.name == "ppo" and not ppo.needs_dataset and not ppo.needs_prior and ppo.reconstruction is None
 
 
-@pytest.mark.parametrize("name", sorted(algorithms()))
+@pytest.mark.parametrize("name", builtin_algorithms())
 def test_documented_defaults_equal_config_defaults(name: str) -> None:
-    """Every registered algorithm's table in docs/algorithms.md (plus its registered parents') is its config."""
-    cls = get_algorithm(name)
+    """Every registered algorithm's table in docs/algorithms.md (plus those of the registered algorithms
+    whose configs its config extends) is its config."""
+    assert documented_defaults(name) == get_algorithm(name).Config().model_dump(mode="json")
+
+
+def documented_defaults(name: str) -> dict:
+    """The documented defaults of algorithm `name`: its table, and the tables of the registered algorithms
+    whose Config classes its Config inherits (a variant documents only its own fields)."""
+    by_config = {get_algorithm(n).Config: n for n in reversed(builtin_algorithms())}
     documented: dict = {}
-    for parent in reversed(cls.__mro__):
-        pname = getattr(parent, "name", None)
-        if pname in algorithms() and algorithms()[pname] is parent:
-            documented.update(_documented_defaults(REPO / "docs" / "algorithms.md", pname))
-    defaults = cls.Config().model_dump(mode="json")
-    assert documented == defaults
+    for config in reversed(get_algorithm(name).Config.__mro__):
+        if config in by_config:
+            documented.update(_documented_defaults(REPO / "docs" / "algorithms.md", by_config[config]))
+    return documented
 
 
 def _documented_defaults(doc: Path, algo: str) -> dict:
@@ -91,14 +96,17 @@ def test_third_party_algorithm_through_entry_point(tmp_path: Path, monkeypatch) 
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(registry, "_LOADED", False)
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry, "_PROVIDERS", dict(registry._PROVIDERS))
+    monkeypatch.setattr(registry, "_BROKEN", dict(registry._BROKEN))
     reg = algorithms()
     assert "my-ppo" in reg and reg["my-ppo"].Config().bonus == 1.0
+    assert registry.provider("my-ppo").dist == "myalgo" and registry.provider("my-ppo").version == "0.1"
 
 
 def test_foreign_algorithms_package_is_detected(tmp_path: Path) -> None:
     (tmp_path / "algorithms").mkdir()
     (tmp_path / "algorithms" / "__init__.py").write_text("x = 1\n")
-    out = subprocess.run([sys.executable, "-c", "from dapbench.registry import algorithms; algorithms()"],
+    out = subprocess.run([sys.executable, "-c", "from dapbench.registry import get_algorithm; get_algorithm('ppo')"],
                          cwd=tmp_path, capture_output=True, text=True, env={"PYTHONPATH": str(tmp_path)})
     assert out.returncode != 0
     assert "is not dapbench's (a foreign package of that name shadows it)" in out.stderr

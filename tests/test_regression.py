@@ -13,7 +13,7 @@ import yaml
 
 from algorithms.ppo import PPO
 from dapbench import registry
-from dapbench.regression import bootstrap_diff_ci, probability_of_improvement
+from dapbench.verify.gate import bootstrap_diff_ci, probability_of_improvement
 from tests.conftest import REPO, cli
 
 CI_SUITE = REPO / "suites" / "ci.yaml"
@@ -117,7 +117,7 @@ def test_update_writes_a_baseline_with_provenance_that_the_same_results_pass(rea
 
 
 def test_speed_memory_and_audit_rules() -> None:
-    from dapbench.regression import Cell, Tolerances, check_cell
+    from dapbench.verify.gate import Cell, Tolerances, check_cell
 
     base = Cell(task="hopper", label="ppo-dap", algorithm="ppo-dap", seeds=[0, 1], spec_hashes=["a", "b"],
                 table_sha256=["x", "y"], final_return=[100.0, 110.0], alc=[50.0, 60.0], speed=[0.40, 0.40],

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dapbench.results.reproduce import compare_tables, stack_changes
+from dapbench.verify.reproduce import compare_tables, stack_changes
 from tests.conftest import cli
 
 

@@ -137,9 +137,9 @@ def test_preempted_job_resumes_from_its_checkpoint(slurm_cluster, tmp_path: Path
 
 def test_failing_run_is_reported_and_the_others_finish(slurm_cluster, local_smoke: Path, tmp_path: Path,
                                                        capsys, monkeypatch) -> None:
-    monkeypatch.setenv("DAPBENCH_TEST_INJECT_NAN_AT_EPOCH", "2")  # jobs inherit the submitting environment
-    monkeypatch.setenv("DAPBENCH_TEST_INJECT_NAN_ONLY", "seed_1")
-    suite = slurm_suite(tmp_path / "smoke.yaml")
+    monkeypatch.setenv("DAPBENCH_TEST_NAN_AT_EPOCH", "2")  # jobs inherit the submitting environment
+    monkeypatch.setenv("DAPBENCH_TEST_NAN_SEEDS", "1")
+    suite = slurm_suite(tmp_path / "smoke.yaml", algorithms=[{"name": "ppo-faulty", "label": "ppo"}])
     results = tmp_path / "results"
     assert cli("run", suite, "--results", results, "--wait") == 1
     captured = capsys.readouterr()

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from algorithms.ppo import PPO, PPOConfig
-from algorithms.ppo_dap import QHead
+from algorithms.proposer import QHead
 from dapbench.algorithm import Context, Spaces
 from dapbench.diffusion.prior import ActionPrior, PriorConfig
 from dapbench.diffusion.sampler import SamplerConfig, sample

@@ -31,6 +31,8 @@ import numpy as np
 from dapbench.config import EvalConfig, RunSpec
 from dapbench.data.episodes import Episode, EpisodeRecorder, content_hash
 from dapbench.errors import BadInputError, DapbenchError
+from dapbench.naming import DEFAULT_STEPS, dataset_id, make_command
+from dapbench.registry import get_algorithm
 from dapbench.results.provenance import code_version
 from dapbench.results.store import RunStore
 from dapbench.tasks.registry import TaskInfo, get_task, reference_scores
@@ -39,23 +41,8 @@ from dapbench.training.trainer import build, execute, load_policy
 
 Quality = Literal["random", "medium", "replay", "expert"]
 QUALITIES: tuple[str, ...] = ("random", "medium", "replay", "expert")
-DEFAULT_STEPS = 200_000
 EXPERT_WINDOW = 5  # epochs averaged for R_expert
 BEHAVIOUR_ROOT = Path("results/behaviour")
-
-
-def dataset_id(task: str, quality: str, seed: int = 0, steps: int = DEFAULT_STEPS,
-               behaviour_steps: int | None = None) -> str:
-    """`dapbench/<task>/<quality>[-s<seed>][-n<steps>][-b<behaviour steps>]-v0`, each part only when it is
-    not the default, so datasets made differently never share an id."""
-    name = quality
-    if seed:
-        name += f"-s{seed}"
-    if steps != DEFAULT_STEPS and quality != "replay":
-        name += f"-n{steps}"
-    if behaviour_steps is not None and quality != "random":
-        name += f"-b{behaviour_steps}"
-    return f"dapbench/{task}/{name}-v0"
 
 
 @dataclass(frozen=True)
@@ -72,14 +59,16 @@ class MakeRequest:
         return dataset_id(self.task, self.quality, self.seed, self.steps, self.behaviour_steps)
 
 
-def behaviour_spec(task: TaskInfo, seed: int, total_steps: int) -> RunSpec:
-    """PPO with its documented defaults, evaluated every epoch, a policy snapshot every epoch."""
-    from algorithms.ppo import PPOConfig
+BEHAVIOUR_ALGORITHM = "ppo"  # the registered algorithm that makes behaviour policies (docs/datasets.md)
 
-    return RunSpec(task=task.name, algorithm="ppo", label="ppo", seed=seed, total_steps=total_steps,
+
+def behaviour_spec(task: TaskInfo, seed: int, total_steps: int, algorithm: str = BEHAVIOUR_ALGORITHM) -> RunSpec:
+    """The behaviour algorithm with its documented defaults, evaluated every epoch, a policy snapshot every
+    epoch."""
+    config = get_algorithm(algorithm).Config().model_dump(mode="json")
+    return RunSpec(task=task.name, algorithm=algorithm, label=algorithm, seed=seed, total_steps=total_steps,
                    steps_per_epoch=5000 if total_steps % 5000 == 0 else total_steps,
-                   evaluation=EvalConfig(episodes=10, every=1), config=PPOConfig().model_dump(mode="json"),
-                   snapshot_every=1)
+                   evaluation=EvalConfig(episodes=10, every=1), config=config, snapshot_every=1)
 
 
 def medium_epoch(eval_returns: np.ndarray, random_score: float) -> tuple[int, float, float]:
@@ -188,9 +177,7 @@ def _write(req: MakeRequest, task: TaskInfo, episodes: list[Episode], behaviour:
         "return_min": float(returns.min()), "return_max": float(returns.max()),
         "behaviour": behaviour, "code": code_version(), "content_hash": content_hash(episodes),
         "make_seconds": round(seconds, 1),
-        "command": f"python -m dapbench data make {task.name} --quality {req.quality} --seed {req.seed} "
-                   f"--steps {req.steps}" + (f" --behaviour-steps {req.behaviour_steps}" if req.behaviour_steps
-                                             else ""),
+        "command": make_command(task.name, req.quality, req.seed, req.steps, req.behaviour_steps),
     }
     ds = minari.create_dataset_from_buffers(
         req.id, buffers, env=env, algorithm_name=f"dapbench-ppo ({req.quality})" if behaviour else "uniform random",

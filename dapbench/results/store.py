@@ -67,6 +67,13 @@ class RunStore:
         """Create the folder with `spec`, or check that the folder already holds the same spec."""
         if self.spec_path.exists():
             old = self.read_spec()
+            if old.hash != spec.hash and spec.extends(old):  # a longer budget, same horizon: resume, then go on
+                body = {"hash": spec.hash, "spec": spec.model_dump(mode="json")}
+                atomic_write_text(self.spec_path, yaml.safe_dump(body, sort_keys=False))
+                st = self.status()
+                self.write_status(Status(state="pending" if st.state == "done" else st.state, epoch=st.epoch,
+                                         epochs=spec.epochs, error=st.error))
+                return
             if old.hash != spec.hash:
                 a, b = old.model_dump(mode="json"), spec.model_dump(mode="json")
                 diff = _diff(a, b)

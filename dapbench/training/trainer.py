@@ -6,11 +6,13 @@ returns, evaluation returns, the algorithm's learning statistics, steps/s, the w
 future (weights, optimisers, normalisers, the partial rollout, the environment's physics and RNG
 states, python/numpy/torch RNG states, counters, and the rows so far), so a run killed at any point and
 started again produces the same rows as an uninterrupted one. Only the columns in `TIMING_COLUMNS`
-depend on the machine's load.
+depend on the machine's load. Beside the table it writes `metrics.json`, the algorithm's declaration of
+the metrics it logs (what each means and what the regression gate holds it to).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -27,6 +29,8 @@ from dapbench.algorithm import Algorithm, Context, Spaces
 from dapbench.config import RunSpec
 from dapbench.errors import RunFolderError, TrainingError
 from dapbench.registry import get_algorithm
+from dapbench.results.atomic import atomic_write_text
+from dapbench.results.columns import DECLARED
 from dapbench.results.provenance import collect
 from dapbench.results.store import RunLocked, RunStore, Status
 from dapbench.tasks.reference import raw_env_rate
@@ -35,19 +39,7 @@ from dapbench.training.env import TrainEnv
 from dapbench.training.evaluation import Evaluator
 from dapbench.training.memory import cuda_peak_mb, peak_rss_mb
 
-TIMING_COLUMNS = (
-    "steps_per_s", "time_env_s", "time_update_s", "time_eval_s", "time_epoch_s", "wall_clock_s",
-    "peak_rss_mb", "cuda_peak_mb", "ref_env_steps_per_s",
-)
 CHECKPOINT_VERSION = 1
-
-
-def timing_columns(columns) -> list[str]:
-    """The columns that depend on the machine's load: TIMING_COLUMNS and any algorithm statistic named
-    `time_*` (e.g. PPO-DAP's `time_proposals_s`). Determinism checks compare every other column."""
-    return [c for c in columns if c in TIMING_COLUMNS or c.startswith("time_")]
-NAN_SWITCH = "DAPBENCH_TEST_INJECT_NAN_AT_EPOCH"  # test-only: make the loss of that epoch NaN
-NAN_SWITCH_ONLY = "DAPBENCH_TEST_INJECT_NAN_ONLY"  # test-only: ... only in run folders whose path contains this
 
 
 def resolve_device(device: str) -> str:
@@ -80,7 +72,7 @@ class _Progress:
     """A rich progress bar on a terminal; plain log lines otherwise."""
 
     def __init__(self, enabled: bool, title: str, total: int, done: int, log: logging.Logger) -> None:
-        self.log, self.bar = log, None
+        self.log, self.bar, self.total = log, None, total
         if enabled:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -91,7 +83,7 @@ class _Progress:
 
     def epoch(self, row: dict[str, Any]) -> None:
         ev = row.get("eval_return_mean", float("nan"))
-        msg = (f"epoch {row['epoch']}/{row['epochs']} steps {row['env_steps']} eval {ev:.1f} "
+        msg = (f"epoch {row['epoch']}/{self.total} steps {row['env_steps']} eval {ev:.1f} "
                f"train {row['train_return_mean']:.1f} ({row['steps_per_s']:.0f} steps/s)")
         self.log.info(msg)
         if self.bar is not None:
@@ -164,7 +156,7 @@ def build(spec: RunSpec, device: str) -> tuple[TrainEnv, Algorithm]:
     config = algo_cls.Config.model_validate(spec.config)
     env = TrainEnv(get_task(spec.task), seed=env_seed)
     spaces = Spaces(env.env.observation_space.shape[0], env.env.action_space.shape[0], env.low, env.high)
-    return env, algo_cls(config, spaces, Context(spec.total_steps, algo_seed, device, spec.dataset, spec.task))
+    return env, algo_cls(config, spaces, Context(spec.horizon, algo_seed, device, spec.dataset, spec.task))
 
 
 def load_policy(run_dir: str | Path, epoch: int) -> Algorithm:
@@ -190,7 +182,7 @@ def _train(spec: RunSpec, store: RunStore, log: logging.Logger, progress: bool) 
     start_epoch, wall = 0, 0.0
     ckpt = store.load_checkpoint()
     if ckpt is not None:
-        if ckpt.get("version") != CHECKPOINT_VERSION or ckpt.get("spec_hash") != spec.hash:
+        if ckpt.get("version") != CHECKPOINT_VERSION or ckpt.get("spec_hash") not in (spec.hash, spec.identity):
             raise TrainingError(f"{store.checkpoint_path}: checkpoint belongs to another spec or version")
         algo.load_state_dict(ckpt["algorithm"])
         env.load_state_dict(ckpt["env"])
@@ -202,7 +194,10 @@ def _train(spec: RunSpec, store: RunStore, log: logging.Logger, progress: bool) 
     store.add_provenance({**collect(device), "resumed_from_epoch": start_epoch, "ref_env_steps_per_s": ref_rate})
     store.write_status(Status(state="running", epoch=start_epoch, epochs=spec.epochs,
                               hostname=os.uname().nodename, pid=os.getpid()))
-    nan_epoch = int(os.environ.get(NAN_SWITCH, "0")) if os.environ.get(NAN_SWITCH_ONLY, "") in str(store.dir) else 0
+    declared = {k: m.as_json() for k, m in type(algo).declared_metrics().items()}
+    may_be_inf = {k for k, m in declared.items() if m["allow_inf"]}
+    atomic_write_text(store.dir / DECLARED, json.dumps({"algorithm": spec.algorithm, "columns": declared},
+                                                       indent=2) + "\n")
     bar = _Progress(progress, f"{spec.task}/{spec.label}/seed {spec.seed}", spec.epochs, start_epoch, log)
     try:
         for epoch in range(start_epoch + 1, spec.epochs + 1):
@@ -210,9 +205,7 @@ def _train(spec: RunSpec, store: RunStore, log: logging.Logger, progress: bool) 
             stats = algo.train_epoch(env, spec.steps_per_epoch)
             t_train = time.perf_counter() - t0
             t_env = env.env_time - env_t0
-            if epoch == nan_epoch:
-                stats["policy_loss"] = float("nan")
-            bad = [k for k, v in stats.items() if not math.isfinite(v)]
+            bad = [k for k, v in stats.items() if math.isnan(v) or (math.isinf(v) and k not in may_be_inf)]
             if bad:
                 raise TrainingError(f"non-finite {', '.join(bad)} at epoch {epoch}; the checkpoint of epoch "
                                     f"{epoch - 1} is kept")
@@ -220,7 +213,7 @@ def _train(spec: RunSpec, store: RunStore, log: logging.Logger, progress: bool) 
             ret = np.array([r for r, _ in episodes]) if episodes else np.array([np.nan])
             row: dict[str, Any] = {
                 "epoch": epoch,
-                "epochs": spec.epochs,
+                "epochs": spec.horizon // spec.steps_per_epoch,  # the protocol's epochs: the same in a shorter run
                 "env_steps": epoch * spec.steps_per_epoch,
                 "train_return_mean": float(np.mean(ret)),
                 "train_return_std": float(np.std(ret)),
@@ -244,7 +237,7 @@ def _train(spec: RunSpec, store: RunStore, log: logging.Logger, progress: bool) 
             })
             rows.append(row)
             store.save_checkpoint({
-                "version": CHECKPOINT_VERSION, "spec_hash": spec.hash, "epoch": epoch, "rows": rows,
+                "version": CHECKPOINT_VERSION, "spec_hash": spec.identity, "epoch": epoch, "rows": rows,
                 "wall_clock_s": wall, "algorithm": algo.state_dict(), "env": env.state_dict(),
                 "rng": _rng_states(),
             })

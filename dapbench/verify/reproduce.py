@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 
 from dapbench.errors import RunFolderError
+from dapbench.results.columns import timing_columns
 from dapbench.results.store import RunStore
-from dapbench.training.trainer import execute, timing_columns
+from dapbench.training.trainer import execute
 
 STACK_KEYS = ("python", "packages", "torch_cuda", "cpu", "gpu", "device")
 
@@ -42,7 +43,8 @@ class Reproduction:
     stack_changes: list[str]
     compared: list[str]
     diffs: list[ColumnDiff] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)  # columns in one table only
+    missing: list[str] = field(default_factory=list)  # stored columns the new table lacks (or row counts)
+    added: list[str] = field(default_factory=list)  # columns the current code logs and the stored run did not
     rtol: float = 0.0
 
     @property
@@ -76,11 +78,15 @@ def stack_changes(stored: dict, current: dict) -> list[str]:
     return out
 
 
-def compare_tables(stored: pd.DataFrame, new: pd.DataFrame) -> tuple[list[str], list[ColumnDiff], list[str]]:
-    """Compare every non-timing column value by value (NaN equals NaN). Returns (compared, diffs, missing)."""
+def compare_tables(stored: pd.DataFrame, new: pd.DataFrame, allow_new_columns: bool = False
+                   ) -> tuple[list[str], list[ColumnDiff], list[str]]:
+    """Compare every non-timing column value by value (NaN equals NaN). Returns (compared, diffs, missing).
+
+    `allow_new_columns`: a column only in `new` (a metric the current code logs and the stored run's code did
+    not) is not a mismatch; every stored column must still be there and equal."""
     skip = set(timing_columns(stored.columns)) | set(timing_columns(new.columns))
     cols_a, cols_b = [c for c in stored.columns if c not in skip], [c for c in new.columns if c not in skip]
-    missing = sorted(set(cols_a) ^ set(cols_b))
+    missing = sorted(set(cols_a) - set(cols_b)) if allow_new_columns else sorted(set(cols_a) ^ set(cols_b))
     if len(stored) != len(new):
         missing.append(f"rows: stored {len(stored)}, new {len(new)}")
     compared = [c for c in cols_a if c in set(cols_b)]
@@ -139,5 +145,6 @@ def reproduce(run_dir: str | Path, scratch: str | Path | None = None, rtol: floa
     finally:
         if not keep and scratch is None:
             shutil.rmtree(base, ignore_errors=True)
-    compared, diffs, missing = compare_tables(stored, new)
-    return Reproduction(store.dir, not changes, changes, compared, diffs, missing, rtol)
+    compared, diffs, missing = compare_tables(stored, new, allow_new_columns=True)
+    added = sorted(set(new.columns) - set(stored.columns) - set(timing_columns(new.columns)))
+    return Reproduction(store.dir, not changes, changes, compared, diffs, missing, added, rtol)

@@ -8,8 +8,10 @@ Cells are (task, label); each holds one value per seed. What fails (exit 1):
   computation, `ref_env_steps_per_s`), so the machine's speed cancels; fails when new / baseline falls
   below 1 - speed_tol.
 - memory: peak RSS; fails when new / baseline exceeds 1 + mem_tol.
-- audit: OGLR and SPR that are exactly 0 in the baseline must stay exactly 0; ESS/K and the auxiliary
-  gradient share must stay within audit_tol (relative).
+- audit: what each algorithm declares for the metrics it logs (`Algorithm.metrics`, written to the run
+  folder's metrics.json): "zero" (e.g. OGLR, SPR) = exactly 0 in the baseline must stay exactly 0 (max over
+  epochs); "small" = the max over epochs must stay below the declared bound; "drift" (e.g. ESS/K, the
+  auxiliary gradient share) = the mean over epochs within audit_tol (relative).
 - determinism (`--repeat OTHER`): every run's per-epoch table (timing columns aside) in RESULTS must equal
   the same run's in OTHER, value for value.
 - a failed or unfinished run in RESULTS.
@@ -31,16 +33,15 @@ from pydantic import BaseModel, ValidationError
 
 from dapbench.errors import BadInputError, RunFolderError
 from dapbench.results.atomic import atomic_write_text
+from dapbench.results.columns import LEGACY, read_declared, timing_columns
 from dapbench.results.provenance import collect
-from dapbench.results.reproduce import compare_tables
 from dapbench.results.store import RunStore
-from dapbench.training.trainer import timing_columns
+from dapbench.verify.reproduce import compare_tables
 
 BASELINE_FORMAT = 1
 ALC_WINDOW = 40  # ALC@40: mean of the first 40 evaluations (all of them if fewer)
 FINAL_N = 3  # final return: mean of the last 3 evaluations (the report's default is 5; CI runs are short)
-AUDIT_ZERO = ("oglr", "spr")
-AUDIT_DRIFT = ("ess_k", "aux_grad_share")
+GATES = ("zero", "small", "drift")
 
 
 class Tolerances(BaseModel):
@@ -64,7 +65,8 @@ class Cell(BaseModel):
     alc: list[float]
     speed: list[float]  # mean over epochs of steps_per_s / ref_env_steps_per_s
     peak_rss_mb: list[float]
-    audit: dict[str, list[float]] = {}  # AUDIT_ZERO: max over epochs; AUDIT_DRIFT: mean over epochs
+    audit: dict[str, list[float]] = {}  # gate "zero"/"small": max over epochs; "drift": mean over epochs
+    gates: dict[str, dict[str, Any]] = {}  # the declared gate of each audit key (absent: the legacy table)
 
 
 class Baseline(BaseModel):
@@ -92,7 +94,7 @@ def table_hash(df: pd.DataFrame) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
-def summarize_run(df: pd.DataFrame) -> dict[str, Any]:
+def summarize_run(df: pd.DataFrame, declared: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The checked values of one run: the report's metrics (dapbench.analysis.metrics) over the run's
     evaluations, with the window shortened to what a CI-sized run has (ALC over min(40, n) evaluations,
     final return over the last min(3, n))."""
@@ -109,13 +111,13 @@ def summarize_run(df: pd.DataFrame) -> dict[str, Any]:
         "peak_rss_mb": float(df["peak_rss_mb"].max()),
         "table_sha256": table_hash(df),
         "audit": {},
+        "gates": {},
     }
-    for k in AUDIT_ZERO:
-        if k in df:
-            out["audit"][k] = float(df[k].abs().max())
-    for k in AUDIT_DRIFT:
-        if k in df:
-            out["audit"][k] = float(df[k].mean())
+    declared = LEGACY if declared is None else declared
+    for k, d in declared.items():
+        if k in df and d.get("gate") in GATES:
+            out["audit"][k] = float(df[k].abs().max() if d["gate"] != "drift" else df[k].mean())
+            out["gates"][k] = {"gate": d["gate"], "bound": d.get("bound", 1e-4)}
     return out
 
 
@@ -135,7 +137,8 @@ def collect_results(results: Path) -> tuple[dict[str, Cell], list[str]]:
                 problems.append(f"{store.dir}: {st.state} at epoch {st.epoch}/{st.epochs}"
                                 + (f": {st.error}" if st.error else ""))
                 continue
-            summary = summarize_run(store.read_metrics())
+            df = store.read_metrics()
+            summary = summarize_run(df, read_declared(store.dir, df.columns))
         except (RunFolderError, BadInputError) as e:
             problems.append(str(e))
             continue
@@ -152,6 +155,7 @@ def collect_results(results: Path) -> tuple[dict[str, Cell], list[str]]:
             table_sha256=[s["table_sha256"] for _, _, s in items],
             **{m: [s[m] for _, _, s in items] for m in ("final_return", "alc", "speed", "peak_rss_mb")},
             audit={k: [s["audit"][k] for _, _, s in items] for k in audit_keys},
+            gates={k: items[0][2]["gates"][k] for k in audit_keys},
         )
     return cells, problems
 
@@ -211,10 +215,16 @@ def check_cell(key: str, base: Cell, new: Cell, tol: Tolerances) -> list[Verdict
             out.append(Verdict(key, f"audit {k}", _fmt(np.asarray(bv)), "missing", "no longer logged", False))
             continue
         b, x = np.asarray(bv), np.asarray(new.audit[k])
-        if k in AUDIT_ZERO:
+        gate = base.gates.get(k) or new.gates.get(k) or {"gate": LEGACY.get(k, {}).get("gate", "drift"),
+                                                          "bound": 1e-4}
+        if gate["gate"] == "zero":
             ok = not (np.all(b == 0) and np.any(x != 0))
             out.append(Verdict(key, f"audit {k} (max)", _fmt(b), _fmt(x), "must stay exactly 0" if np.all(b == 0)
                                else "informational", ok))
+        elif gate["gate"] == "small":
+            ok = bool(np.all(x < gate["bound"])) or not np.all(b < gate["bound"])
+            out.append(Verdict(key, f"audit {k} (max)", _fmt(b), _fmt(x), f"must stay below {gate['bound']:g}"
+                               if np.all(b < gate["bound"]) else "informational", ok))
         else:
             rel = abs(float(x.mean() - b.mean())) / max(abs(float(b.mean())), 1e-12)
             out.append(Verdict(key, f"audit {k} (mean)", _fmt(b), _fmt(x), f"relative change {rel:.3f}, "

@@ -1,0 +1,1 @@
+"""Verification: the regression gate (`check`) and re-execution of finished runs (`reproduce`)."""
