@@ -57,13 +57,13 @@ def test_the_gate_passes_the_real_ppo(real_ppo: Path, capsys) -> None:
 
 
 def test_the_gate_fails_a_ppo_with_the_advantage_sign_flipped(tmp_path: Path, capsys) -> None:
-    registry._add("ppo-flipped-adv", FlippedAdvantagePPO)
+    registry.register("ppo-flipped-adv", FlippedAdvantagePPO)
     try:
         # in this process (the debug launcher), where the broken class is registered
         suite = _ppo_suite(tmp_path / "ci.yaml", "ppo-flipped-adv", 3, "debug")
         assert cli("run", suite, "--results", tmp_path / "r") == 0
     finally:
-        registry._REGISTRY.pop("ppo-flipped-adv")
+        registry.unregister("ppo-flipped-adv")
     capsys.readouterr()
     # peak RSS here is pytest's whole process, not the run's: memory is not what this test is about
     assert cli("check", tmp_path / "r", "--baseline", BASELINE, "--mem-tol", "100", *LOOSE_SPEED) == 1

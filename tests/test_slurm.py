@@ -139,7 +139,8 @@ def test_failing_run_is_reported_and_the_others_finish(slurm_cluster, local_smok
                                                        capsys, monkeypatch) -> None:
     monkeypatch.setenv("DAPBENCH_TEST_NAN_AT_EPOCH", "2")  # jobs inherit the submitting environment
     monkeypatch.setenv("DAPBENCH_TEST_NAN_SEEDS", "1")
-    suite = slurm_suite(tmp_path / "smoke.yaml", algorithms=[{"name": "ppo-faulty", "label": "ppo"}])
+    suite = slurm_suite(tmp_path / "smoke.yaml", algorithms=[{"name": "ppo-faulty", "label": "ppo", "config": {
+        "num_steps": 512, "num_minibatches": 4, "update_epochs": 2}}])
     results = tmp_path / "results"
     assert cli("run", suite, "--results", results, "--wait") == 1
     captured = capsys.readouterr()
