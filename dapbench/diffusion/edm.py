@@ -34,12 +34,14 @@ class EDM(nn.Module):
         self.net, self.cfg, self.act_dim, self.max_action = net, cfg, act_dim, max_action
 
     def coefficients(self, sigma: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(c_skip, c_out, c_in, c_noise) at sigma (any shape)."""
         sd = self.cfg.sigma_data
-        denom = (sigma**2 + sd**2).sqrt()
-        return sd**2 / denom**2, sigma * sd / denom, 1 / denom, sigma.log() / 4  # c_skip, c_out, c_in, c_noise
+        c_in = (sigma * sigma + sd * sd).rsqrt()
+        return sd * sd * c_in * c_in, sigma * sd * c_in, c_in, sigma.log() / 4
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        """D(x; sigma, s), sigma of shape (n,)."""
+        """D(x; sigma, s), sigma of shape (n,), or (1,) for one noise level shared by every row (the time
+        embedding is then computed once)."""
         c_skip, c_out, c_in, c_noise = self.coefficients(sigma)
         out = c_skip[:, None] * x + c_out[:, None] * self.net(c_in[:, None] * x, s, c_noise)
         return out.clamp(-self.max_action, self.max_action)
@@ -47,10 +49,10 @@ class EDM(nn.Module):
     def sample_sigma(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
         """sigma = exp(loc + scale * logit(u)), u uniform, truncated to [sigma_min, sigma_max]."""
         c = self.cfg
-        lo = torch.sigmoid(torch.tensor((math.log(c.sigma_min) - c.loc) / c.scale))
-        hi = torch.sigmoid(torch.tensor((math.log(c.sigma_max) - c.loc) / c.scale))
-        u = lo + (hi - lo) * torch.rand(n, generator=generator, device=device)
-        return (c.loc + c.scale * torch.logit(u)).exp()
+        lo = 1 / (1 + math.exp(-(math.log(c.sigma_min) - c.loc) / c.scale))  # sigmoid, as Python floats
+        hi = 1 / (1 + math.exp(-(math.log(c.sigma_max) - c.loc) / c.scale))
+        u = torch.rand(n, generator=generator, device=device).mul_(hi - lo).add_(lo)
+        return u.logit_().mul_(c.scale).add_(c.loc).exp_()
 
     def loss(self, a: torch.Tensor, s: torch.Tensor, generator: torch.Generator | None = None,
              reduce: bool = True) -> torch.Tensor:
@@ -58,5 +60,6 @@ class EDM(nn.Module):
         sigma = self.sample_sigma(a.shape[0], generator, a.device)
         eps = torch.randn(a.shape, generator=generator, device=a.device)
         _, c_out, _, _ = self.coefficients(sigma)
-        per = ((self(a + sigma[:, None] * eps, sigma, s) - a) ** 2).sum(-1) / c_out**2
+        err = self(torch.addcmul(a, sigma[:, None], eps), sigma, s) - a
+        per = (err * err).sum(-1) / (c_out * c_out)
         return per.mean() if reduce else per

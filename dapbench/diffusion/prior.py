@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
@@ -78,27 +77,28 @@ def train_prior(obs: torch.Tensor, actions: torch.Tensor, max_action: float, cfg
 
 def _train_prior(obs: torch.Tensor, actions: torch.Tensor, max_action: float, cfg: PriorConfig,
                  log=None) -> tuple[ActionPrior, list[float]]:
-    g = torch.Generator().manual_seed(cfg.seed)
-    prior = ActionPrior(obs.shape[1], actions.shape[1], max_action, cfg)
+    g = torch.Generator(device=obs.device).manual_seed(cfg.seed)
+    prior = ActionPrior(obs.shape[1], actions.shape[1], max_action, cfg).to(obs.device)
     prior.obs_mean.copy_(obs.mean(0))
     prior.obs_std.copy_(obs.std(0).clamp_min(1e-6))
-    opt = torch.optim.Adam(prior.parameters(), lr=cfg.lr)
-    n, curve, acc = obs.shape[0], [], []
-    every = max(1, cfg.train_steps // 100)
-    for step in range(1, cfg.train_steps + 1):
-        idx = torch.randint(n, (cfg.batch_size,), generator=g)
-        loss = prior.loss(obs[idx], actions[idx], g)
+    opt = torch.optim.Adam(prior.parameters(), lr=cfg.lr, fused=True)
+    with torch.no_grad():  # [cond(s) | a], standardised once: one row gather per step
+        table = torch.cat([prior.cond(obs), actions.to(obs.dtype)], 1)
+    n, d_obs, steps = obs.shape[0], obs.shape[1], cfg.train_steps
+    losses = torch.empty(steps, device=obs.device)
+    every = max(1, steps // 100)
+    for step in range(steps):
+        batch = table.index_select(0, torch.randint(n, (cfg.batch_size,), generator=g, device=obs.device))
+        loss = prior.edm.loss(batch[:, d_obs:], batch[:, :d_obs], g)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        acc.append(loss.item())
-        if step % every == 0:
-            curve.append(float(np.mean(acc)))
-            acc = []
-            if log and step % (every * 10) == 0:
-                log(f"prior: step {step}/{cfg.train_steps} loss {curve[-1]:.4f}")
+        losses[step] = loss.detach()
+        if log and (step + 1) % (every * 10) == 0:
+            log(f"prior: step {step + 1}/{steps} loss {losses[step + 1 - every:step + 1].double().mean():.4f}")
     prior.eval()
-    return prior, curve
+    chunks = losses[: steps // every * every].double().view(-1, every).mean(1)  # the mean loss per 1% of steps
+    return prior, chunks.tolist()
 
 
 def _folder(task: str, data_hash: str, obs_dim: int, act_dim: int, cfg: PriorConfig, root: Path | None) -> Path:
