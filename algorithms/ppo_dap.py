@@ -46,7 +46,7 @@ from pydantic import Field
 
 from algorithms.audit import grad_norm
 from algorithms.ppo import PPO, Batch, PPOConfig
-from algorithms.proposer import Proposer, ProposerConfig, gaussian_kl
+from algorithms.proposer import Proposer, ProposerConfig, gaussian_kl, prior_work
 from dapbench.algorithm import Context, Metric, Spaces
 
 OFFLINE = 1  # `Batch.origin` of a logged (offline) sample
@@ -122,11 +122,7 @@ class PPODAP(PPO):
     @classmethod
     def shared_work(cls, config: PPODAPConfig, task: str, dataset: str | None) -> str | None:
         """The offline prior, trained once per (task, dataset, prior config) and cached."""
-        from dapbench.diffusion.prior import is_cached
-
-        if dataset is None or is_cached(task, dataset, config.prior):
-            return None
-        return f"prior {task} {dataset} {config.prior.model_dump_json()}"
+        return prior_work(config.prior, task, dataset)
 
     def __init__(self, config: PPODAPConfig, spaces: Spaces, context: Context) -> None:
         super().__init__(config, spaces, context)

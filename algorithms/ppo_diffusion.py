@@ -20,7 +20,7 @@ from pydantic import Field, model_validator
 
 from algorithms.ppo import PPO, Batch, PPOConfig
 from algorithms.ppo_dap import PPODAPConfig, q_targets
-from algorithms.proposer import Proposer, frozen_prior
+from algorithms.proposer import Proposer, frozen_prior, prior_work
 from dapbench.algorithm import Context, Metric, Spaces
 from dapbench.diffusion.edm import EDM
 from dapbench.diffusion.prior import PriorConfig
@@ -119,11 +119,8 @@ class PPODiffAug(PPO):
 
     @classmethod
     def shared_work(cls, config: PPODiffAugConfig, task: str, dataset: str | None) -> str | None:
-        from dapbench.diffusion.prior import is_cached
-
-        if dataset is None or is_cached(task, dataset, config.prior):
-            return None
-        return f"prior {task} {dataset} {config.prior.model_dump_json()}"
+        """The offline prior, trained once per (task, dataset, prior config) and cached."""
+        return prior_work(config.prior, task, dataset)
 
     def __init__(self, config: PPODiffAugConfig, spaces: Spaces, context: Context) -> None:
         super().__init__(config, spaces, context)

@@ -64,6 +64,15 @@ def frozen_prior(cfg: PriorConfig, spaces: Spaces, context: Context, device: tor
     return prior, info
 
 
+def prior_work(cfg: PriorConfig, task: str, dataset: str | None) -> str | None:
+    """`Algorithm.shared_work` of the family: the offline prior of (task, dataset, cfg) when not cached yet."""
+    from dapbench.diffusion.prior import is_cached
+
+    if dataset is None or is_cached(task, dataset, cfg):
+        return None
+    return f"prior {task} {dataset} {cfg.model_dump_json()}"
+
+
 class QHead(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...]) -> None:
         super().__init__()

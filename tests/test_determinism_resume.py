@@ -38,8 +38,9 @@ def test_sigkill_and_resume_equals_uninterrupted(tmp_path: Path) -> None:
 
 def test_resume_after_a_failure_keeps_finished_epochs(tmp_path: Path, monkeypatch, capsys) -> None:
     """A NaN at epoch 2 fails the run with its error; the epoch-1 checkpoint is kept and the run resumes."""
-    suite = write_suite(tmp_path / "s.yaml", seeds=[0, 1], algorithms=[{"name": "ppo-faulty", "label": "ppo", "config": {
-        "num_steps": 512, "num_minibatches": 4, "update_epochs": 2}}])
+    faulty = {"name": "ppo-faulty", "label": "ppo", "config": {"num_steps": 512, "num_minibatches": 4,
+                                                               "update_epochs": 2}}
+    suite = write_suite(tmp_path / "s.yaml", seeds=[0, 1], algorithms=[faulty])
     monkeypatch.setenv("DAPBENCH_TEST_NAN_AT_EPOCH", "2")
     assert cli("run", suite, "--results", tmp_path / "r") == 1
     out = capsys.readouterr()
