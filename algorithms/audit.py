@@ -17,16 +17,26 @@ def grad_norm(gs) -> float:
     return float(torch.sqrt(sum((g**2).sum() for g in gs if g is not None)))
 
 
-def on_policy_audit(agent, b, vf_coef: float) -> tuple[dict[str, float], tuple[torch.Tensor, ...]]:
-    """OGLR and SPR of a PPO batch `b` (fields obs, actions, logprobs, advantages, returns, origin), and
-    grad_theta L_PPO over all of `agent`'s parameters."""
-    params = list(agent.parameters())
+def ppo_loss_per_sample(agent, b, vf_coef: float) -> torch.Tensor:
+    """-A_i r_i + c_v (V(s_i) - R_i)^2 / 2 per sample of `b`, advantages normalised over the batch."""
     logp, _ = agent.log_prob_entropy(b.obs, b.actions)
     adv = (b.advantages - b.advantages.mean()) / (b.advantages.std() + 1e-8)
-    per_sample = -adv * (logp - b.logprobs).exp() + vf_coef * 0.5 * (agent.value(b.obs) - b.returns) ** 2
+    return -adv * (logp - b.logprobs).exp() + vf_coef * 0.5 * (agent.value(b.obs) - b.returns) ** 2
+
+
+def on_policy_audit(agent, b, vf_coef: float) -> dict[str, float]:
+    """OGLR and SPR of a PPO batch `b` (fields obs, actions, logprobs, advantages, returns, origin).
+
+    When every sample is fresh, grad_theta L_PPO(non-fresh samples) is a gradient of a sum over no samples:
+    OGLR is exactly 0 and no backward pass is needed; any non-fresh sample makes both passes run."""
     fresh = (b.origin == 0).float()
+    spr = float(1 - fresh.mean())
+    if spr == 0.0:
+        return {"oglr": 0.0, "spr": 0.0}
+    params = list(agent.parameters())
+    per_sample = ppo_loss_per_sample(agent, b, vf_coef)
     n = len(b)
     g_all = torch.autograd.grad(per_sample.sum() / n, params, retain_graph=True)
     g_off = torch.autograd.grad((per_sample * (1 - fresh)).sum() / n, params, allow_unused=True)
     total = grad_norm(g_all)
-    return {"oglr": grad_norm(g_off) / total if total > 0 else 0.0, "spr": float(1 - fresh.mean())}, g_all
+    return {"oglr": grad_norm(g_off) / total if total > 0 else 0.0, "spr": spr}

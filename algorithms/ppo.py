@@ -166,7 +166,7 @@ class RolloutBuffer:
         self.dones = np.zeros(n, np.float32)  # episode ended after this step (terminated or truncated)
         self.truncated_obs = np.zeros((n, obs_dim), np.float32)  # s_T of a truncation, for bootstrapping
         self.truncated = np.zeros(n, bool)
-        self.behaviour_logp = np.zeros(n, np.float64)  # log mu(a|s) at acting time, from the noise drawn
+        self.noise = np.zeros((n, act_dim), np.float32)  # eps of a = mu(s) + sigma eps, drawn when acting
         self.pos = 0
 
     @property
@@ -177,8 +177,9 @@ class RolloutBuffer:
         return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in vars(self).items()}
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
-        if "behaviour_logp" not in s:  # a checkpoint from before the audit recorded it: rebuilt at the next rollout
-            s = {**s, "behaviour_logp": np.full(len(self.rewards), np.nan)}
+        if "noise" not in s:  # a checkpoint from before the audit recorded it: unknown until the next rollout
+            s = {**s, "noise": np.full_like(self.noise, np.nan)}
+        s = {k: v for k, v in s.items() if k != "behaviour_logp"}  # an unreleased layout stored log mu itself
         for k, v in s.items():
             setattr(self, k, v.copy() if isinstance(v, np.ndarray) else v)
 
@@ -221,12 +222,10 @@ class PPO(Algorithm):
 
     # ----- acting -----------------------------------------------------------------------------------
     def _sample(self, obs_n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """a = mu(s) + sigma * eps, eps ~ N(0, I), in NumPy, and log mu(a|s) = sum_i -eps_i^2 / 2 - log sigma_i
-        - log(2 pi) / 2, the density the action was drawn from."""
+        """a = mu(s) + sigma * eps, eps ~ N(0, I), in NumPy; returns (a, eps)."""
         mean = numpy_forward(self._np_actor, obs_n)
         eps = self.rng.standard_normal(mean.shape, dtype=np.float32)
-        logp = (-0.5 * eps.astype(np.float64) ** 2 - self._np_logstd - _HALF_LOG_2PI).sum(-1)
-        return (mean + self._np_std * eps).astype(np.float32), logp
+        return (mean + self._np_std * eps).astype(np.float32), eps
 
     def act(self, obs: np.ndarray, deterministic: bool = True, rng: np.random.Generator | None = None
             ) -> np.ndarray:
@@ -243,13 +242,13 @@ class PPO(Algorithm):
             self.next_obs = self.obs_norm(env.obs[None], update=True)[0]
         stats: list[dict[str, float]] = []
         for _ in range(n_steps):
-            action, logp = self._sample(self.next_obs[None])
+            action, eps = self._sample(self.next_obs[None])
             action = action[0]
             raw = env.obs
             step = env.step(action)
             done = step.terminated or step.truncated
             p = buf.pos
-            buf.obs[p], buf.raw_obs[p], buf.actions[p], buf.behaviour_logp[p] = self.next_obs, raw, action, logp[0]
+            buf.obs[p], buf.raw_obs[p], buf.actions[p], buf.noise[p] = self.next_obs, raw, action, eps[0]
             buf.rewards[p] = self.rew_norm(step.reward, episode_end=done)
             buf.dones[p] = float(done)
             buf.truncated[p] = step.truncated and not step.terminated and c.bootstrap_truncation
@@ -300,7 +299,10 @@ class PPO(Algorithm):
         returns = advantages + values
         origin = torch.full((n,), ON_POLICY, dtype=torch.uint8, device=dev)
         raw_obs = torch.as_tensor(buf.raw_obs, device=dev)
-        behaviour = torch.as_tensor(buf.behaviour_logp, dtype=torch.float64, device=dev)
+        # log mu(a|s) = sum_i -eps_i^2 / 2 - log sigma_i - log(2 pi) / 2: the density each action was drawn from, by
+        # the noise recorded when acting and the acting sigma (unchanged within a rollout: updates come after it)
+        eps = buf.noise.astype(np.float64)
+        behaviour = torch.as_tensor((-0.5 * eps**2 - self._np_logstd - _HALF_LOG_2PI).sum(-1), device=dev)
         return Batch(obs, actions, logprobs, values, advantages, returns, origin, raw_obs, behaviour)
 
     def surrogate_loss(self, ratio: torch.Tensor, adv: torch.Tensor, mb: Batch) -> torch.Tensor:
@@ -332,7 +334,7 @@ class PPO(Algorithm):
     def diagnostics(self, batch: Batch) -> dict[str, float]:
         """Statistics of the batch about to be learned from, before any step: the on-policy audit (OGLR, SPR;
         algorithms/audit.py) and the behaviour log-prob gap. Variants extend it (call super)."""
-        audit, self._audit_grads = on_policy_audit(self.agent, batch, self.cfg.vf_coef)
+        audit = on_policy_audit(self.agent, batch, self.cfg.vf_coef)
         gap = (batch.logprobs.double() - batch.behaviour_logprobs).abs()
         gap = torch.where(torch.isnan(gap), torch.full_like(gap, math.inf), gap)
         return {**audit, "behaviour_logp_gap": float(gap.max())}

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from algorithms.audit import grad_norm
+from algorithms.audit import grad_norm, ppo_loss_per_sample
 from algorithms.ppo import PPO, Batch, PPOConfig
 from algorithms.proposer import Proposer, ProposerConfig, gaussian_kl, prior_work
 from dapbench.algorithm import Context, Metric, Spaces
@@ -214,9 +214,7 @@ class PPODAP(PPO):
         t0 = time.perf_counter()
         audit = super().diagnostics(b)
         actor = [*self.agent.actor_mean.parameters(), self.agent.actor_logstd]
-        actor_ids = {id(p) for p in actor}
-        g_ppo_actor = [g for p, g in zip(self.agent.parameters(), self._audit_grads, strict=True)
-                       if id(p) in actor_ids]
+        g_ppo_actor = torch.autograd.grad(ppo_loss_per_sample(self.agent, b, self.cfg.vf_coef).sum() / len(b), actor)
         aux, _ = self.auxiliary_loss(b)
         aux_n = grad_norm(torch.autograd.grad(aux, actor, allow_unused=True))
         return {

@@ -12,20 +12,61 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
     from dapbench.training.env import TrainEnv
+
+
+def late_field(default: Any, *, legacy: Any, since: str, **kwargs: Any) -> Any:
+    """A config field added after runs were made without it. `legacy` is the value that reproduces what those
+    runs did (it may differ from `default`, when the new default changes the method).
+
+    A run spec stores its config without the late fields that hold their legacy value, so adding a field never
+    changes the identity (hash) of an existing run; a stored spec without the field is read back with the legacy
+    value, never the new default, so resuming or reproducing an old run keeps its behaviour."""
+    extra = {**kwargs.pop("json_schema_extra", {}), "legacy": legacy, "since": since}
+    return Field(default, json_schema_extra=extra, **kwargs)
 
 
 class AlgoConfig(BaseModel):
     """Base of every algorithm's typed config: frozen, unknown keys rejected.
 
     Field defaults are the algorithm's documented defaults; each field's description says where the
-    default comes from.
+    default comes from. Fields added after a release are declared with `late_field` (see there).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def late_fields(cls) -> dict[str, Any]:
+        """{name: legacy value} of the fields declared with `late_field`."""
+        out = {}
+        for name, f in cls.model_fields.items():
+            extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
+            if "legacy" in extra:
+                out[name] = extra["legacy"]
+        return out
+
+    def spec_dump(self) -> dict[str, Any]:
+        """The config as a run spec stores it: every field, except late fields holding their legacy value."""
+        body = self.model_dump(mode="json")
+        for name, value in type(self).late_fields().items():
+            if body.get(name) == _json(value):
+                body.pop(name)
+        return body
+
+    @classmethod
+    def from_spec(cls, stored: dict[str, Any]) -> AlgoConfig:
+        """The config of a stored run spec: late fields it lacks take their legacy value."""
+        return cls.model_validate({**{k: v for k, v in cls.late_fields().items() if k not in stored}, **stored})
+
+
+def _json(value: Any) -> Any:
+    """`value` as model_dump(mode="json") writes it (tuples become lists)."""
+    import json
+
+    return json.loads(json.dumps(value, default=str))
 
 
 @dataclass(frozen=True)

@@ -516,7 +516,7 @@ def _resolve(cell: dict[str, Any]) -> RunSpec:
     if cell["algorithm"] in reg:
         cls = reg[cell["algorithm"]]
         cfg = cls.Config.model_validate(cell["config"])
-        cell = {**cell, "config": cfg.model_dump(mode="json"),
+        cell = {**cell, "config": cfg.spec_dump(),
                 "dataset": (cell["dataset"] or TASKS[cell["task"]].default_dataset) if cls.needs_dataset else None}
     else:
         cell = {**cell, "dataset": None}

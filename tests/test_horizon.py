@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from dapbench.config import expand, load_suite
+from dapbench.results.provenance import cpu_model
 from dapbench.results.store import RunStore
 from dapbench.verify.reproduce import reproduce
 from tests.conftest import REPO, cli, table, write_suite
@@ -69,7 +70,12 @@ def test_a_previous_release_run_folder_resumes_and_reproduces(tmp_path: Path, ca
     assert "resumed from epoch 2" in RunStore(partial / RUN).log_path.read_text()
     old = table(LEGACY / "done" / RUN)
     new = table(partial / RUN)
-    pd.testing.assert_frame_equal(new[old.columns], old, check_exact=True)  # the columns 0.1 logged, unchanged
-    r = reproduce(LEGACY / "done" / RUN)
-    assert r.reproduces and r.bit_identical and not r.missing, (r.diffs, r.missing)
+    # Bit-identical on the CPU model the fixture was made on; another model's BLAS kernels may round matmuls
+    # differently (seen: Intel Xeon -> AMD EPYC, 1e-10 relative by epoch 4), which reproduce names as a stack change.
+    same_cpu = RunStore(LEGACY / "done" / RUN).read_provenance()[-1]["cpu"] == cpu_model()
+    rtol = 0.0 if same_cpu else 1e-3  # a wrong resume differs at once and by far more (another RNG stream)
+    pd.testing.assert_frame_equal(new[old.columns], old, check_exact=same_cpu, rtol=rtol or 1e-5)  # 0.1's columns
+    r = reproduce(LEGACY / "done" / RUN, rtol=rtol)
+    assert r.reproduces and not r.missing, (r.diffs, r.missing)
+    assert r.bit_identical if same_cpu else any(c.startswith("cpu ") for c in r.stack_changes)
     assert {"oglr", "spr", "behaviour_logp_gap"} <= set(r.added)

@@ -238,7 +238,7 @@ def _shared_work(spec: RunSpec) -> str | None:
     from dapbench.registry import get_algorithm
 
     cls = get_algorithm(spec.algorithm)
-    return cls.shared_work(cls.Config.model_validate(spec.config), spec.task, spec.dataset)
+    return cls.shared_work(cls.Config.from_spec(spec.config), spec.task, spec.dataset)
 
 
 def _active(job_ids: list[str]) -> dict[str, JobState]:

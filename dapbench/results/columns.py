@@ -9,7 +9,7 @@ from typing import Any
 
 TIMING_COLUMNS = (
     "steps_per_s", "time_env_s", "time_update_s", "time_eval_s", "time_epoch_s", "wall_clock_s",
-    "peak_rss_mb", "cuda_peak_mb", "ref_env_steps_per_s", "cpu_time_s", "time_train_s",
+    "peak_rss_mb", "cuda_peak_mb", "ref_env_steps_per_s", "time_train_s", "cpu_train_s", "cpu_eval_s",
 )
 DECLARED = "metrics.json"  # in the run folder: {"columns": {name: Metric.as_json()}, "algorithm": ...}
 

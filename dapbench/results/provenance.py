@@ -37,7 +37,7 @@ def code_version() -> dict[str, Any]:
     return {"commit": commit, "dirty": None if status is None else bool(status)}
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -68,7 +68,7 @@ def collect(device: str) -> dict[str, Any]:
         "packages": _versions(),
         "torch_cuda": torch.version.cuda,
         "device": device,
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "gpu": gpu,
         "hostname": socket.gethostname(),
         "pid": os.getpid(),

@@ -153,7 +153,7 @@ def build(spec: RunSpec, device: str) -> tuple[TrainEnv, Algorithm]:
     torch.use_deterministic_algorithms(True, warn_only=True)
     env_seed, algo_seed = seed_everything(spec.seed)
     algo_cls = get_algorithm(spec.algorithm)
-    config = algo_cls.Config.model_validate(spec.config)
+    config = algo_cls.Config.from_spec(spec.config)
     env = TrainEnv(get_task(spec.task), seed=env_seed)
     spaces = Spaces(env.env.observation_space.shape[0], env.env.action_space.shape[0], env.low, env.high)
     return env, algo_cls(config, spaces, Context(spec.horizon, algo_seed, device, spec.dataset, spec.task))
@@ -201,9 +201,9 @@ def _train(spec: RunSpec, store: RunStore, log: logging.Logger, progress: bool) 
     bar = _Progress(progress, f"{spec.task}/{spec.label}/seed {spec.seed}", spec.epochs, start_epoch, log)
     try:
         for epoch in range(start_epoch + 1, spec.epochs + 1):
-            t0, env_t0 = time.perf_counter(), env.env_time
+            t0, env_t0, cpu0 = time.perf_counter(), env.env_time, time.process_time()
             stats = algo.train_epoch(env, spec.steps_per_epoch)
-            t_train = time.perf_counter() - t0
+            t_train, cpu_train = time.perf_counter() - t0, time.process_time() - cpu0
             t_env = env.env_time - env_t0
             bad = [k for k, v in stats.items() if math.isnan(v) or (math.isinf(v) and k not in may_be_inf)]
             if bad:
@@ -220,14 +220,20 @@ def _train(spec: RunSpec, store: RunStore, log: logging.Logger, progress: bool) 
                 "train_episodes": len(episodes),
             }
             ev = spec.evaluation
+            cpu_eval = 0.0
             if ev.every and (epoch % ev.every == 0 or epoch == spec.epochs):
+                cpu0 = time.process_time()
                 row.update(evaluator(algo))
+                cpu_eval = time.process_time() - cpu0
             row.update(stats)
             wall += t_train + row.get("time_eval_s", 0.0)
             row.update({
                 "steps_per_s": spec.steps_per_epoch / t_train,
                 "time_env_s": t_env,
                 "time_update_s": t_train - t_env,
+                "time_train_s": t_train,  # env + update: the work that differs between methods (no evaluation)
+                "cpu_train_s": cpu_train,  # process CPU time of env + update (load on the machine does not inflate it)
+                "cpu_eval_s": cpu_eval,
                 "time_eval_s": row.get("time_eval_s", 0.0),
                 "time_epoch_s": t_train + row.get("time_eval_s", 0.0),
                 "wall_clock_s": wall,
