@@ -13,7 +13,7 @@ the hooks, in the order one update calls them (docs/algorithms.md has their sign
   - `epoch_batch(batch, epoch) -> Batch`           the batch of one update epoch (default: the same),
   - `surrogate_loss(ratio, adv, mb) -> Tensor`     the policy objective (default: clipped surrogate),
   - `surrogate_stats() -> dict`                    statistics of the surrogate over the update (default: none),
-  - `auxiliary_loss(mb) -> (Tensor | None, dict)`  extra terms added to the loss (default: none),
+  - `auxiliary_loss(mb, mean) -> (Tensor | None, dict)`  extra terms added to the loss (default: none),
   - `after_update(batch, stats) -> dict`           once per update, after the last step (default: nothing).
 Every sample in a `Batch` carries its `origin` (0 = fresh on-policy) and the log-probability its action had
 under the acting policy when it was taken (NaN: never acted), so the audit is computed from real provenance.
@@ -95,10 +95,12 @@ class Agent(nn.Module):
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.critic(obs).squeeze(-1)
 
-    def log_prob_entropy(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def log_prob_entropy(self, obs: torch.Tensor, actions: torch.Tensor, mean: torch.Tensor | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
         """log pi(a|s) = sum_i -(a_i - mu_i)^2 / (2 sigma_i^2) - log sigma_i - log(2 pi) / 2, and the entropy
-        H = sum_i log sigma_i + (1 + log(2 pi)) / 2 (it does not depend on s)."""
-        mean, logstd = self.actor_mean(obs), self.actor_logstd
+        H = sum_i log sigma_i + (1 + log(2 pi)) / 2 (it does not depend on s). `mean`: mu(obs), if computed."""
+        mean = self.actor_mean(obs) if mean is None else mean
+        logstd = self.actor_logstd
         logp = (-0.5 * ((actions - mean) * torch.exp(-logstd)) ** 2 - logstd - _HALF_LOG_2PI).sum(-1)
         return logp, (logstd + 0.5 + _HALF_LOG_2PI).sum()
 
@@ -310,8 +312,10 @@ class PPO(Algorithm):
         eps = self.cfg.clip_coef
         return torch.max(-adv * ratio, -adv * torch.clamp(ratio, 1 - eps, 1 + eps)).mean()
 
-    def auxiliary_loss(self, mb: Batch) -> tuple[torch.Tensor | None, dict[str, float]]:
-        """Extra loss terms of a variant (added to PPO's loss) and their statistics. PPO: none."""
+    def auxiliary_loss(self, mb: Batch, mean: torch.Tensor | None = None
+                       ) -> tuple[torch.Tensor | None, dict[str, float]]:
+        """Extra loss terms of a variant (added to PPO's loss) and their statistics; `mean` is the actor's mean
+        mu_theta(mb.obs) from this gradient step's forward pass (reuse it: one actor pass per minibatch). PPO: none."""
         return None, {}
 
     def process_batch(self, batch: Batch) -> Batch:
@@ -362,7 +366,8 @@ class PPO(Algorithm):
             shuffled = self.epoch_batch(batch, epoch).index(perm)
             for start in range(0, n, mb_size):
                 mb = shuffled.index(slice(start, start + mb_size))
-                newlogprob, entropy = self.agent.log_prob_entropy(mb.obs, mb.actions)
+                mean = self.agent.actor_mean(mb.obs)
+                newlogprob, entropy = self.agent.log_prob_entropy(mb.obs, mb.actions, mean)
                 newvalue = self.agent.value(mb.obs)
                 logratio = newlogprob - mb.logprobs
                 ratio = logratio.exp()
@@ -375,7 +380,7 @@ class PPO(Algorithm):
                 pg_loss = self.surrogate_loss(ratio, adv, mb)
                 v_loss = self.value_loss(newvalue, mb)
                 loss = pg_loss - c.ent_coef * entropy + c.vf_coef * v_loss
-                aux, aux_s = self.auxiliary_loss(mb)
+                aux, aux_s = self.auxiliary_loss(mb, mean)
                 if aux is not None:
                     loss = loss + aux
                     aux_stats.append(aux_s)

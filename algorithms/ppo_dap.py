@@ -38,22 +38,29 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 from pydantic import Field
 
 from algorithms.audit import grad_norm, ppo_loss_per_sample
-from algorithms.ppo import PPO, Batch, PPOConfig
+from algorithms.ppo import _HALF_LOG_2PI, PPO, Batch, PPOConfig
 from algorithms.proposer import Proposer, ProposerConfig, gaussian_kl, prior_work
-from dapbench.algorithm import Context, Metric, Spaces
+from dapbench.algorithm import Context, Metric, Spaces, late_field
 
 OFFLINE = 1  # `Batch.origin` of a logged (offline) sample
 
 
 class PPODAPConfig(PPOConfig, ProposerConfig):
     beta_max: float = Field(1.0, ge=0, description="final energy temperature beta (authors' code)")
+    energy_scale: Literal["pooled", "raw"] = late_field(
+        "pooled", legacy="raw", since="0.3", description="Q's units inside softmax(beta Q): 'pooled' standardises "
+        "each state's Q - mean_K Q by their root-mean-square over the rollout (as AWR standardises advantages), "
+        "so beta means the same on every task; 'raw' is the paper's literal softmax(beta Q) in normalised-reward "
+        "units (ours, docs/algorithms.md)")
+    energy_clip: float = late_field(3.0, legacy=3.0, since="0.3", gt=0, description="'pooled' only: standardised "
+                                    "Q clipped to +-energy_clip before the exponential (AWR clips its weights)")
     beta_anneal_frac: float = Field(0.3, gt=0, le=1, description="beta rises 0 -> beta_max over this share of "
                                     "training (authors' code)")
     m_frac: float = Field(0.2, gt=0, le=1, description="m = ceil(m_frac K) proposals selected per state "
@@ -74,9 +81,17 @@ class DAPBatch(Batch):
     has_prop: torch.Tensor | None = None  # (n,) 1 where the state has proposals; None = every state
 
 
-def energy_weights(q: torch.Tensor, beta: float) -> torch.Tensor:
-    """w_i = exp(beta Q_i) / sum_j exp(beta Q_j) over the K proposals of each state; q is (n, K)."""
-    return torch.softmax(beta * q, dim=1)
+def energy_weights(q: torch.Tensor, beta: float, scale: str = "pooled", clip: float = 3.0) -> torch.Tensor:
+    """w_i = softmax_i(beta z_i) over the K proposals of each state; q is (n, K).
+
+    scale "raw": z = Q. scale "pooled": z_i = clip((Q_i - mean_j Q_j) / s, +-clip), s^2 the mean of (Q_i - mean_j
+    Q_j)^2 over every state and proposal of the batch: invariant to Q's units, so ESS/K at a given beta is the same
+    whatever the task's reward scale (for Gaussian z, ESS/K ~ exp(-beta^2): 0.37 at beta 1)."""
+    if scale == "raw":
+        return torch.softmax(beta * q, dim=1)
+    z = q - q.mean(1, keepdim=True)
+    z = (z / z.pow(2).mean().sqrt().clamp_min(1e-12)).clamp(-clip, clip)
+    return torch.softmax(beta * z, dim=1)
 
 
 def ess_over_k(w: torch.Tensor) -> float:
@@ -94,8 +109,11 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return x.mean() if mask is None else (x * mask).sum() / mask.sum().clamp_min(1.0)
 
 
-def q_targets(algo: PPO, batch: Batch) -> torch.Tensor:
-    """y_t = r_t + gamma V(s_{t+1}) (1 - d_t) over the rollout (truncations already bootstrapped)."""
+def q_targets(algo: PPO, batch: Batch, target: str = "td0") -> torch.Tensor:
+    """"td0": y_t = r_t + gamma V(s_{t+1}) (1 - d_t) over the rollout (truncations already bootstrapped);
+    "lambda": y_t = the GAE lambda-return A_t + V(s_t)."""
+    if target == "lambda":
+        return batch.returns[: len(algo.buffer.rewards)]
     c, buf = algo.cfg, algo.buffer
     with torch.no_grad():
         next_v = torch.cat([batch.values[1:], algo.next_value()])
@@ -117,6 +135,18 @@ class PPODAP(PPO):
         "prior_kl_drift": Metric("KL between the prior before and after a PET round, on fixed probe states"),
         "q_spread": Metric("std of Q over a state's K proposals, mean over states (normalised-reward units)",
                            audit=False),
+        "q_rank_corr": Metric("Spearman correlation of two independently fitted Q heads over a state's K proposals, "
+                              "mean over states (q_heads >= 2; 0 = Q cannot rank proposals)", audit=False),
+        "bound_share": Metric("share of proposals with a coordinate on the action bound", audit=False),
+        "bound_share_unguided": Metric("the same for the probe states' proposals denoised without guidance from "
+                                       "the same noise", audit=False),
+        "guided_dist": Metric("mean ||a_guided - a_unguided|| from the same noise, probe states", audit=False),
+        "q_gain": Metric("mean Q(a_guided) - Q(a_unguided) from the same noise, probe states", audit=False),
+        "pet_loss_before": Metric("denoising loss on a PET round's pairs before the round (fixed sigma, noise)",
+                                  audit=False),
+        "pet_loss_after": Metric("the same after the round", audit=False),
+        "prior_kl_orig": Metric("KL between the adapted prior and the original offline prior, probe states",
+                                audit=False),
     }
 
     @classmethod
@@ -148,15 +178,16 @@ class PPODAP(PPO):
         c, n, P = self.cfg, len(batch), self.proposer
         P.record(self.buffer.raw_obs, self.buffer.actions, self.spaces.act_low, self.spaces.act_high)
         t0 = time.perf_counter()
-        self._q_loss = P.fit_q(batch.obs, batch.actions, q_targets(self, batch), self.rng, c.num_minibatches)
+        self._q_loss = P.fit_q(batch.obs, batch.actions, q_targets(self, batch, c.q_target), self.rng,
+                               c.num_minibatches)
         t1 = time.perf_counter()
         sub = None if c.proposal_frac >= 1 else torch.as_tensor(
             np.sort(self.rng.choice(n, math.ceil(c.proposal_frac * n), replace=False)), device=self.device)
-        props, q = P.propose(batch.obs, batch.raw_obs) if sub is None else P.propose(batch.obs[sub],
-                                                                                    batch.raw_obs[sub])
+        props, q, self._guidance = P.propose(batch.obs, batch.raw_obs) if sub is None else P.propose(
+            batch.obs[sub], batch.raw_obs[sub])
         self._times = {"time_q_fit_s": t1 - t0, "time_proposals_s": time.perf_counter() - t1}
         energy = c.guidance in ("both", "energy")
-        w = energy_weights(q, self.beta) if energy else torch.full_like(q, 1.0 / c.K)
+        w = energy_weights(q, self.beta, c.energy_scale, c.energy_clip) if energy else torch.full_like(q, 1.0 / c.K)
         self._ess, self._q_spread = ess_over_k(w), float(q.std(1).mean())
         idx = torch.multinomial(w, self.m, replacement=True, generator=P.gen)  # (n, m)
         selected = torch.gather(props, 1, idx[..., None].expand(-1, -1, props.shape[-1]))
@@ -181,7 +212,7 @@ class PPODAP(PPO):
             logp, _ = self.agent.log_prob_entropy(obs, off.actions[i])
             v, v_next = self.agent.value(obs), self.agent.value(nxt)
             adv = off.rewards[i] / scale + c.gamma * v_next * (1 - off.terminals[i]) - v
-            props, _ = self.proposer.propose(obs, off.obs[i])
+            props, _, _ = self.proposer.propose(obs, off.obs[i])
         never_acted = torch.full((k,), math.nan, dtype=torch.float64, device=self.device)
         extra = DAPBatch(obs=obs, actions=off.actions[i], logprobs=logp, values=v, advantages=adv, returns=adv + v,
                          origin=torch.full((k,), OFFLINE, dtype=torch.uint8, device=self.device),
@@ -192,17 +223,20 @@ class PPODAP(PPO):
                            for f in vars(b)})
 
     # ----- the actor's auxiliary loss -------------------------------------------------------------------
-    def auxiliary_loss(self, mb: DAPBatch) -> tuple[torch.Tensor, dict[str, float]]:
-        c, m = self.cfg, self.m
-        obs_rep = mb.obs.repeat_interleave(m, 0)
-        logp, _ = self.agent.log_prob_entropy(obs_rep, mb.proposals.reshape(-1, mb.proposals.shape[-1]))
+    def auxiliary_loss(self, mb: DAPBatch, mean: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """lambda_aux E_s[-1/m sum_j log pi(a_sel_j | s)] + lambda_KL E_s[KL(N_K(s) || pi(.|s))], from the
+        minibatch's one actor pass `mean` = mu_theta(s) (computed here when not given)."""
+        c = self.cfg
+        mean = self.agent.actor_mean(mb.obs) if mean is None else mean
+        logstd = self.agent.actor_logstd
+        z = (mb.proposals - mean[:, None]) * torch.exp(-logstd)  # (n, m, act)
+        logp = (-0.5 * z * z - logstd - _HALF_LOG_2PI).sum(-1)  # log pi(a_sel_j | s), (n, m)
         # -1/m sum_j log pi(a_sel_j | s), averaged over the states that have proposals
-        imitation = -logp.mean() if mb.has_prop is None else masked_mean(-logp.view(-1, m).mean(1), mb.has_prop)
+        imitation = masked_mean(-logp.mean(1), mb.has_prop)
         loss = c.lambda_aux * imitation
         stats = {"aux_nll": imitation.item()}
         if c.lambda_kl > 0:
-            mean = self.agent.actor_mean(mb.obs)
-            std = self.agent.actor_logstd.exp().expand_as(mean)
+            std = logstd.exp().expand_as(mean)
             kl = masked_mean(gaussian_kl(mb.prior_mu, mb.prior_std, mean, std), mb.has_prop)
             loss = loss + c.lambda_kl * kl
             stats["prior_kl"] = kl.item()
@@ -219,6 +253,7 @@ class PPODAP(PPO):
         aux_n = grad_norm(torch.autograd.grad(aux, actor, allow_unused=True))
         return {
             **audit,
+            **self._guidance,
             "ess_k": self._ess,
             "q_spread": self._q_spread,
             "aux_grad_share": aux_n / (grad_norm(g_ppo_actor) + aux_n),

@@ -61,8 +61,9 @@ class PPODTR(PPO):
         self.prior, self.prior_info = frozen_prior(self.cfg.prior, spaces, context, self.device)
         self.gen = torch.Generator(device=self.device).manual_seed(context.seed + 1)  # sigma and eps of L_TR
 
-    def auxiliary_loss(self, mb: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        tr = trust_region_loss(self.prior.edm, self.agent.actor_mean(mb.obs), self.prior.cond(mb.raw_obs), self.gen)
+    def auxiliary_loss(self, mb: Batch, mean: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        a_theta = self.agent.actor_mean(mb.obs) if mean is None else mean
+        tr = trust_region_loss(self.prior.edm, a_theta, self.prior.cond(mb.raw_obs), self.gen)
         return self.cfg.lambda_tr * tr, {"tr_loss": tr.item()}
 
     def state_dict(self) -> dict[str, Any]:
@@ -130,12 +131,13 @@ class PPODiffAug(PPO):
         c, n, P = self.cfg, len(batch), self.proposer
         P.record(self.buffer.raw_obs, self.buffer.actions, self.spaces.act_low, self.spaces.act_high)
         t0 = time.perf_counter()
-        self._q_loss = P.fit_q(batch.obs, batch.actions, q_targets(self, batch), self.rng, c.num_minibatches)
+        self._q_loss = P.fit_q(batch.obs, batch.actions, q_targets(self, batch, c.q_target), self.rng,
+                               c.num_minibatches)
         t1 = time.perf_counter()
         n_v = max(1, int(c.virtual_frac * n))
         idx = torch.as_tensor(np.sort(self.rng.choice(n, n_v, replace=False)), device=self.device)
         obs, raw = batch.obs[idx], batch.raw_obs[idx]
-        props, q = P.propose(obs, raw)  # (n_v, K, act), (n_v, K)
+        props, q, _ = P.propose(obs, raw)  # (n_v, K, act), (n_v, K)
         best = q.argmax(1) if c.value_filter else torch.zeros(n_v, dtype=torch.long, device=self.device)
         a_v = props[torch.arange(n_v, device=self.device), best]
         q_v = q[torch.arange(n_v, device=self.device), best]

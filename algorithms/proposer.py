@@ -2,12 +2,23 @@
 
 `frozen_prior` loads (or trains once) the task's offline prior p_psi(a|s), frozen: PPO-DTR and DTQL use it
 as it is. `Proposer` is what PPO-DAP and PPO-DiffAug compose:
-  - a Q(s, a) head fitted on each rollout with the one-step target y = r + gamma V(s') (1 - d),
-  - K guided proposals per state from the prior (in-denoising gradient guidance along grad_a Q),
+  - Q(s, a) heads fitted on each rollout (target y = r + gamma V(s') (1 - d), or the GAE lambda-return), `q_heads`
+    of them, independently initialised, fitted on the same minibatches; Q is their mean. With two or more,
+    `q_rank_corr` measures whether Q can rank a state's proposals at all: the Spearman correlation over the K
+    proposals between two independent fits, mean over states (0: the ranking is the initialisation's noise),
+  - K guided proposals per state from the prior (in-denoising gradient guidance along grad_a Q, step schedule
+    `guidance_schedule`, dapbench.diffusion.sampler), drawn through a `FrozenDenoiser` snapshot of the prior
+    (adapters merged, rebuilt after every PET round), with what guidance did to them measured every rollout:
+    `bound_share` (share of proposals with a coordinate on the action bound), and on the first `GUIDANCE_PROBE`
+    states, the same initial noise denoised without guidance: `bound_share_unguided`, `guided_dist` (mean
+    ||a_guided - a_unguided||) and `q_gain` (mean Q(a_guided) - Q(a_unguided)),
   - PET: every f epochs the prior is adapted on the on-policy (s, a) pairs of those epochs with its
-    denoising loss, with LoRA through `peft` (only adapter parameters in the optimiser), fully, or not at all,
-  - prior_kl_drift: KL between the prior's moment-matched Gaussians before and after a round, on fixed
-    probe states.
+    denoising loss, with LoRA through `peft` (only adapter parameters in the optimiser), fully, or not at all;
+    each round logs its denoising loss on (a fixed subset of) its pairs before and after, with the same sigma
+    and noise (`pet_loss_before`, `pet_loss_after`), the KL between the prior's moment-matched Gaussians before
+    and after the round on fixed probe states (`prior_kl_drift`), and from the original offline prior
+    (`prior_kl_orig`).
+The diagnostics draw from generators of their own: they never change what the method learns.
 """
 
 from __future__ import annotations
@@ -22,9 +33,13 @@ from pydantic import Field
 from torch import nn
 
 from algorithms.ppo import layer_init
-from dapbench.algorithm import AlgoConfig, Context, Spaces
+from dapbench.algorithm import AlgoConfig, Context, Spaces, late_field
 from dapbench.diffusion.prior import ActionPrior, PriorConfig, load_or_train
-from dapbench.diffusion.sampler import SamplerConfig, sample
+from dapbench.diffusion.sampler import FrozenDenoiser, SamplerConfig, Schedule, sample
+
+GUIDANCE_PROBE = 128  # states per rollout whose proposals are also denoised without guidance (diagnostics only)
+PET_EVAL_PAIRS = 2048  # pairs of a PET round its before/after loss is measured on
+KL_STD_FLOOR = 0.1  # x max_action: std floor of the moment-matched Gaussians the prior KLs compare (see _probe_moments)
 
 
 class ProposerConfig(AlgoConfig):
@@ -38,7 +53,9 @@ class ProposerConfig(AlgoConfig):
                                                    "fine-tuning, or none")
     pet_every: int = Field(10, gt=0, description="f: epochs between PET rounds (authors' code)")
     pet_lr: float = Field(1e-5, gt=0, description="PET step size (authors' code)")
-    pet_steps: int = Field(100, gt=0, description="gradient steps per PET round (ours)")
+    pet_steps: int = Field(300, gt=0, description="gradient steps per PET round (ours: on Hopper's medium prior, 300 "
+                           "steps at lr 1e-5 lower the round's denoising loss 5.4% at KL 0.011 to the original "
+                           "prior; 100 steps: 1.4%; docs/algorithms.md)")
     pet_batch: int = Field(256, gt=0, description="PET minibatch (ours)")
     lora_rank: int = Field(8, gt=0, description="LoRA rank (authors' code)")
     lora_alpha: int = Field(16, gt=0, description="LoRA alpha (peft's usual 2 x rank)")
@@ -50,6 +67,15 @@ class ProposerConfig(AlgoConfig):
                                 "work (ours)")
     prior: PriorConfig = Field(PriorConfig(), description="the offline prior (DTQL's network and EDM)")
     sampler: SamplerConfig = Field(SamplerConfig(), description="few-step sampler")
+    guidance_schedule: Schedule = late_field(
+        "noise", legacy="rising", since="0.3", description="gradient-guidance step per denoising step: 'noise' "
+        "alpha_max sigma^2 / (sigma^2 + sigma_data^2), shrinking with the noise (Diffuser's guided sampler); "
+        "'rising' alpha_max (i + 1) / N, largest on the final sample (dapbench 0.1) (ours, docs/algorithms.md)")
+    q_heads: int = late_field(1, legacy=1, since="0.3", gt=0, description="Q heads, independently initialised, "
+                              "fitted on the same minibatches; Q is their mean (ours)")
+    q_target: Literal["td0", "lambda"] = late_field(
+        "td0", legacy="td0", since="0.3", description="Q's regression target: r + gamma V(s') (1 - d), or the "
+        "rollout's GAE lambda-return (ours)")
 
 
 def max_action(spaces: Spaces) -> float:
@@ -91,11 +117,24 @@ def gaussian_kl(mu1, std1, mu2, std2) -> torch.Tensor:
     return (torch.log(std2 / std1) + (std1**2 + (mu1 - mu2) ** 2) / (2 * std2**2) - 0.5).sum(-1)
 
 
-class Proposer:
-    """Q head, guided prior proposals and PET over the task's offline prior (see the module docstring).
+def spearman_rows(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Spearman rank correlation between x and y along the last dim, per row (ties broken by position)."""
+    rx, ry = x.argsort(-1).argsort(-1).float(), y.argsort(-1).argsort(-1).float()
+    rx, ry = rx - rx.mean(-1, keepdim=True), ry - ry.mean(-1, keepdim=True)
+    return (rx * ry).sum(-1) / ((rx * rx).sum(-1) * (ry * ry).sum(-1)).sqrt().clamp_min(1e-12)
 
-    Built after the PPO agent (its Q head's initialisation draws from the global torch RNG, as the agent's
-    does); `gen` is its own generator for proposals, selection and PET noise."""
+
+def on_bound(a: torch.Tensor, bound: float) -> torch.Tensor:
+    """Per action: whether any coordinate sits on the action bound (within float rounding)."""
+    return (a.abs() >= bound * (1 - 1e-6)).any(-1)
+
+
+class Proposer:
+    """Q heads, guided prior proposals and PET over the task's offline prior (see the module docstring).
+
+    Built after the PPO agent (its first Q head's initialisation draws from the global torch RNG, as the agent's
+    does; further heads from generators of their own); `gen` is its own generator for proposals, selection and
+    PET noise."""
 
     def __init__(self, c: ProposerConfig, spaces: Spaces, context: Context, device: torch.device) -> None:
         from dapbench.data.load import observations_at
@@ -117,52 +156,95 @@ class Proposer:
         self.pet_optimizer = torch.optim.Adam(trainable, lr=c.pet_lr) if trainable else None
         self.q = QHead(spaces.obs_dim, spaces.act_dim, c.q_hidden).to(device)
         self.q_optimizer = torch.optim.Adam(self.q.parameters(), lr=c.q_lr, eps=1e-5)
+        self.q_extra: list[QHead] = []
+        for j in range(1, c.q_heads):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(context.seed * 1000 + j)
+                self.q_extra.append(QHead(spaces.obs_dim, spaces.act_dim, c.q_hidden).to(device))
+        self.q_extra_optimizers = [torch.optim.Adam(h.parameters(), lr=c.q_lr, eps=1e-5) for h in self.q_extra]
         self.gen = torch.Generator(device=device).manual_seed(context.seed + 1)
         self.probe = observations_at(context.dataset, c.probe_states).to(device)
         self.epochs_done = 0
         self.pet_obs: list[np.ndarray] = []  # on-policy (s, a) since the last PET round
         self.pet_act: list[np.ndarray] = []
+        self._denoiser: FrozenDenoiser | None = None
+        self.moments0 = self._probe_moments(FrozenDenoiser(self.prior.edm, adapters=False))  # the offline prior
 
-    # ----- the Q head ----------------------------------------------------------------------------------
+    @property
+    def denoiser(self) -> FrozenDenoiser:
+        """The prior's current weights, frozen for sampling (rebuilt after they change)."""
+        if self._denoiser is None:
+            self._denoiser = FrozenDenoiser(self.prior.edm)
+        return self._denoiser
+
+    # ----- the Q heads ---------------------------------------------------------------------------------
+    def heads(self) -> list[QHead]:
+        return [self.q, *self.q_extra]
+
+    def q_value(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """Q(s, a): the mean of the heads."""
+        qs = [h(obs, act) for h in self.heads()]
+        return qs[0] if len(qs) == 1 else torch.stack(qs).mean(0)
+
     def fit_q(self, obs: torch.Tensor, actions: torch.Tensor, target: torch.Tensor, rng: np.random.Generator,
               num_minibatches: int) -> float:
-        """q_epochs passes of 0.5 E[(Q(s, a) - y)^2] over the rollout in `num_minibatches` minibatches."""
+        """q_epochs passes of 0.5 E[(Q_j(s, a) - y)^2] over the rollout in `num_minibatches` minibatches, every
+        head on the same minibatches; returns the first head's mean loss."""
         n, mb = len(target), max(1, len(target) // num_minibatches)
         actions = actions[:n].clamp(-self.max_action, self.max_action)
+        pairs = list(zip(self.heads(), [self.q_optimizer, *self.q_extra_optimizers], strict=True))
         losses = []
         for _ in range(self.cfg.q_epochs):
             perm = torch.as_tensor(rng.permutation(n), device=self.device)
             for i in range(0, n, mb):
                 idx = perm[i:i + mb]
-                loss = 0.5 * ((self.q(obs[idx], actions[idx]) - target[idx]) ** 2).mean()
-                self.q_optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.q_optimizer.step()
-                losses.append(loss.item())
+                for j, (head, opt) in enumerate(pairs):
+                    loss = 0.5 * ((head(obs[idx], actions[idx]) - target[idx]) ** 2).mean()
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    if j == 0:
+                        losses.append(loss.item())
         return float(np.mean(losses))
 
     # ----- proposals -----------------------------------------------------------------------------------
-    def propose(self, obs_n: torch.Tensor, raw_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """K guided proposals per state (n, K, act) and their Q values (n, K), `proposal_chunk` states at a
-        time (the same work; the peak memory of one chunk's denoiser activations instead of the rollout's)."""
+    def propose(self, obs_n: torch.Tensor, raw_obs: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+        """K guided proposals per state (n, K, act), their Q values (n, K), and what guidance did to them (see the
+        module docstring), `proposal_chunk` states at a time (bounds peak memory; the same work)."""
         c, K = self.cfg, self.cfg.K
-        guided = c.guidance in ("both", "gradient")
-        actions = []
+        guided = c.guidance in ("both", "gradient") and c.alpha_max > 0
+        actions, stats = [], {}
         for i in range(0, obs_n.shape[0], c.proposal_chunk):
             obs_rep = obs_n[i:i + c.proposal_chunk].repeat_interleave(K, 0)
 
-            def grad_q(_s: torch.Tensor, a: torch.Tensor, obs_rep=obs_rep) -> torch.Tensor:
+            def grad_q(a: torch.Tensor, obs_rep=obs_rep) -> torch.Tensor:
                 with torch.enable_grad():
                     a = a.detach().requires_grad_(True)
-                    return torch.autograd.grad(self.q(obs_rep, a).sum(), a)[0]
+                    return torch.autograd.grad(self.q_value(obs_rep[: len(a)], a).sum(), a)[0]
 
-            cond = self.prior.cond(raw_obs[i:i + c.proposal_chunk].repeat_interleave(K, 0))
-            actions.append(sample(self.prior.edm, cond, c.sampler, self.gen, grad_q=grad_q if guided else None,
-                                  alpha_max=c.alpha_max))
+            cond = self.prior.cond(raw_obs[i:i + c.proposal_chunk])
+            x0 = torch.randn((len(obs_rep), self.prior.edm.act_dim), generator=self.gen, device=self.device)
+            a = sample(self.denoiser, cond, c.sampler, grad_q=grad_q if guided else None, alpha_max=c.alpha_max,
+                       schedule=c.guidance_schedule, x0=x0, repeat=K)
+            actions.append(a)
+            if i == 0 and guided:  # the same initial noise, denoised without guidance
+                p = min(GUIDANCE_PROBE, len(cond))
+                free = sample(self.denoiser, cond[:p], c.sampler, x0=x0[: p * K], repeat=K)
+                with torch.no_grad():
+                    gain = self.q_value(obs_rep[: p * K], a[: p * K]) - self.q_value(obs_rep[: p * K], free)
+                stats = {"bound_share_unguided": float(on_bound(free, self.max_action).float().mean()),
+                         "guided_dist": float((a[: p * K] - free).norm(dim=-1).mean()),
+                         "q_gain": float(gain.mean())}
         actions = torch.cat(actions)
+        obs_all = obs_n.repeat_interleave(K, 0)
         with torch.no_grad():
-            q = self.q(obs_n.repeat_interleave(K, 0), actions).view(-1, K)
-        return actions.view(-1, K, actions.shape[-1]), q
+            qs = [h(obs_all, actions).view(-1, K) for h in self.heads()]
+        q = qs[0] if len(qs) == 1 else torch.stack(qs).mean(0)
+        stats["bound_share"] = float(on_bound(actions, self.max_action).float().mean())
+        if len(qs) > 1:
+            stats["q_rank_corr"] = float(spearman_rows(qs[0], qs[1]).mean())
+        return actions.view(-1, K, actions.shape[-1]), q, stats
 
     # ----- PET -----------------------------------------------------------------------------------------
     def record(self, raw_obs: np.ndarray, actions: np.ndarray, low: np.ndarray, high: np.ndarray) -> None:
@@ -177,12 +259,19 @@ class Proposer:
             return self.pet_round()
         return {}
 
-    def _probe_moments(self) -> tuple[torch.Tensor, torch.Tensor]:
-        g = torch.Generator(device=self.device).manual_seed(12345)  # the same noise before and after
+    def _probe_moments(self, denoiser: FrozenDenoiser) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and std of K samples per probe state, always from the same noise. The std is floored at
+        KL_STD_FLOOR x max_action: logged actions pile up on the bounds, where the K samples of a dimension can
+        be identical, and an unfloored KL then measures the floor (we saw 10^3 for a shift of 0.1)."""
+        g = torch.Generator(device=self.device).manual_seed(12345)
         K = self.cfg.K
-        a = sample(self.prior.edm, self.prior.cond(self.probe.repeat_interleave(K, 0)), self.cfg.sampler, g)
-        a = a.view(len(self.probe), K, -1)
-        return a.mean(1), a.std(1).clamp_min(1e-3)
+        a = sample(denoiser, self.prior.cond(self.probe), self.cfg.sampler, g, repeat=K).view(len(self.probe), K, -1)
+        return a.mean(1), a.std(1).clamp_min(KL_STD_FLOOR * self.max_action)
+
+    def _eval_loss(self, obs: torch.Tensor, act: torch.Tensor) -> float:
+        """The denoising loss on (obs, act) with fixed sigma and noise draws (comparable before and after)."""
+        with torch.no_grad():
+            return float(self.prior.loss(obs, act, torch.Generator(device=self.device).manual_seed(777)))
 
     def pet_round(self) -> dict[str, float]:
         """Adapt the prior on the on-policy (s, a) pairs since the last round with its denoising loss."""
@@ -190,7 +279,9 @@ class Proposer:
         obs = torch.as_tensor(np.concatenate(self.pet_obs), device=self.device)
         act = torch.as_tensor(np.concatenate(self.pet_act), device=self.device)
         self.pet_obs, self.pet_act = [], []
-        mu0, std0 = self._probe_moments()
+        ev = torch.linspace(0, len(obs) - 1, min(PET_EVAL_PAIRS, len(obs)), device=self.device).long()
+        mu0, std0 = self._probe_moments(self.denoiser)
+        before = self._eval_loss(obs[ev], act[ev])
         self.prior.train()
         losses = []
         for _ in range(c.pet_steps):
@@ -199,24 +290,35 @@ class Proposer:
             self.pet_optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.pet_optimizer.step()
-            losses.append(loss.item())
+            losses.append(loss.detach())
         self.prior.eval()
-        mu1, std1 = self._probe_moments()
-        return {"pet_loss": float(np.mean(losses)), "prior_kl_drift": float(gaussian_kl(mu1, std1, mu0, std0).mean()),
+        self._denoiser = None
+        after = self._eval_loss(obs[ev], act[ev])
+        mu1, std1 = self._probe_moments(self.denoiser)
+        return {"pet_loss": float(torch.stack(losses).mean()), "pet_loss_before": before, "pet_loss_after": after,
+                "prior_kl_drift": float(gaussian_kl(mu1, std1, mu0, std0).mean()),
+                "prior_kl_orig": float(gaussian_kl(mu1, std1, *self.moments0).mean()),
                 "time_pet_s": time.perf_counter() - t0}
 
     # ----- checkpointing (flat keys: the layout PPO-DAP checkpoints have always had) ----------------------
     def state_dict(self) -> dict[str, Any]:
         return {"prior": self.prior.state_dict(), "q": self.q.state_dict(),
                 "q_optimizer": self.q_optimizer.state_dict(),
+                "q_extra": [h.state_dict() for h in self.q_extra],
+                "q_extra_optimizers": [o.state_dict() for o in self.q_extra_optimizers],
                 "pet_optimizer": self.pet_optimizer.state_dict() if self.pet_optimizer else None,
                 "gen": self.gen.get_state(), "epochs_done": self.epochs_done,
                 "pet_obs": list(self.pet_obs), "pet_act": list(self.pet_act)}
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
         self.prior.load_state_dict(s["prior"])  # the model was wrapped once, in __init__
+        self._denoiser = None
         self.q.load_state_dict(s["q"])
         self.q_optimizer.load_state_dict(s["q_optimizer"])
+        for h, hs, o, os_ in zip(self.q_extra, s.get("q_extra", []), self.q_extra_optimizers,
+                                 s.get("q_extra_optimizers", []), strict=False):
+            h.load_state_dict(hs)
+            o.load_state_dict(os_)
         if self.pet_optimizer is not None:
             self.pet_optimizer.load_state_dict(s["pet_optimizer"])
         self.gen.set_state(s["gen"])

@@ -35,7 +35,7 @@ def cost(obs: torch.Tensor, q: QHead, K=10, steps=5, hidden=256, depth=3, guided
     prior.eval()
     rep = obs.repeat_interleave(K, 0)
 
-    def grad_q(_s, a):
+    def grad_q(a):
         with torch.enable_grad():
             a = a.detach().requires_grad_(True)
             return torch.autograd.grad(q(rep, a).sum(), a)[0]

@@ -11,16 +11,18 @@ import pytest
 import torch
 
 from algorithms.ppo_dap import PPODAP, DAPBatch, PPODAPConfig, energy_weights, ess_over_k
+from algorithms.proposer import on_bound, spearman_rows
 from dapbench.algorithm import Context, Spaces
 from dapbench.data.load import load_transitions
 from dapbench.data.make import MakeRequest, _write, collect
 from dapbench.diffusion.nets import DenoiserConfig
 from dapbench.diffusion.prior import PriorConfig, train_prior
-from dapbench.diffusion.sampler import SamplerConfig, sample
+from dapbench.diffusion.sampler import FrozenDenoiser, SamplerConfig, sample
 from dapbench.tasks import get_task
 from dapbench.training.env import TrainEnv
 from tests.conftest import cli, run_and_kill, table, write_suite
 
+PET_KL_BOUND = 0.05  # the KL to the original prior a PET round of the defaults may reach (docs/algorithms.md)
 SMALL_PRIOR = {"train_steps": 300, "denoiser": {"hidden": 64, "depth": 2}}
 TINY = {"num_steps": 256, "num_minibatches": 4, "update_epochs": 2, "K": 4, "pet_every": 2, "pet_steps": 10,
         "prior": SMALL_PRIOR}
@@ -101,7 +103,7 @@ def test_gradient_guidance_raises_the_mean_q_of_proposals() -> None:
     def q(a: torch.Tensor) -> torch.Tensor:  # a known critic: Q(s, a) = -||a - a*||^2
         return -((a - target) ** 2).sum(-1)
 
-    def grad_q(_s, a):
+    def grad_q(a):
         with torch.enable_grad():
             a = a.detach().requires_grad_(True)
             return torch.autograd.grad(q(a).sum(), a)[0]
@@ -186,7 +188,8 @@ def test_leaking_configuration_is_caught_by_the_audit(bimodal_dataset) -> None:
 
 
 def test_ppo_dap_resumed_after_a_kill_is_bit_identical(bimodal_dataset, tmp_path: Path) -> None:
-    suite = write_suite(tmp_path / "dap.yaml", seeds=[0], algorithms=[{"name": "ppo-dap", "config": TINY}],
+    config = {**TINY, "q_heads": 2}  # the extra Q head's state is checkpointed too
+    suite = write_suite(tmp_path / "dap.yaml", seeds=[0], algorithms=[{"name": "ppo-dap", "config": config}],
                         budget={"total_steps": 6000, "steps_per_epoch": 1000}, dataset=bimodal_dataset)
     assert cli("run", suite, "--results", tmp_path / "full") == 0
     run = Path("hopper/ppo-dap/seed_0")
@@ -238,3 +241,78 @@ def test_training_the_prior_leaves_the_global_rngs_alone() -> None:
     torch.manual_seed(123)
     train_prior(obs, act, 1.0, PriorConfig(train_steps=20, denoiser=DenoiserConfig(hidden=32, depth=1)))
     assert torch.equal(torch.rand(3), expected)
+
+
+# ----- issue 15: each part does its job, measured --------------------------------------------------------------
+def test_pooled_energy_weights_do_not_depend_on_q_units_and_stay_between_collapse_and_uniform() -> None:
+    q = 0.05 * torch.randn(500, 10, generator=torch.Generator().manual_seed(0))  # a fixed spread, tiny in raw units
+    pooled = [ess_over_k(energy_weights(q * c, beta=1.0)) for c in (1e-3, 1.0, 1e3)]
+    assert 1 / 10 < pooled[0] < 1 and pooled[0] < 0.6, pooled  # beta 1: sharp enough to select, far from collapse
+    assert pooled == pytest.approx([pooled[0]] * 3, rel=1e-5)
+    raw = [ess_over_k(energy_weights(q * c, beta=1.0, scale="raw")) for c in (1.0, 1e3)]
+    assert raw[0] > 0.99 and raw[1] < 0.2, raw  # the literal form: uniform or collapsed depending on Q's units
+
+
+def test_spearman_and_bound_share_on_hand_made_values() -> None:
+    x = torch.tensor([[1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0]])
+    assert spearman_rows(x, torch.tensor([[10.0, 20.0, 30.0, 40.0], [4.0, 3.0, 2.0, 1.0]])).tolist() == \
+        pytest.approx([1.0, -1.0])
+    a = torch.tensor([[1.0, 0.0], [0.2, -1.0], [0.5, 0.99], [-0.3, 0.3]])
+    assert on_bound(a, 1.0).tolist() == [True, True, False, False]
+
+
+def _box_prior():
+    g = torch.Generator().manual_seed(0)
+    obs, act = torch.randn(3000, 3, generator=g), torch.rand(3000, 2, generator=g) * 2 - 1  # uniform over the box
+    prior, _ = train_prior(obs, act, 1.0, PriorConfig(denoiser=DenoiserConfig(hidden=64, depth=2), train_steps=800))
+    return prior, prior.cond(torch.randn(300, 3, generator=g))
+
+
+def test_noise_aware_guidance_stays_nearer_the_prior_than_the_rising_schedule() -> None:
+    """A hand-made prior (uniform over the box) and critic Q = a_1 + a_2 (largest at a corner): from the same
+    noise, the rising schedule's last push lands on the final sample; the noise-aware one is undone in part by
+    the later denoising steps. Both raise Q; the noise-aware proposals move less and sit on the bounds less."""
+    prior, s = _box_prior()
+    den = FrozenDenoiser(prior.edm)
+    x0 = torch.randn(300 * 4, 2, generator=torch.Generator().manual_seed(1))
+
+    def grad_q(a):
+        return torch.ones_like(a)  # grad of a_1 + a_2
+
+    free = sample(den, s, SamplerConfig(), x0=x0, repeat=4)
+    assert torch.equal(free, sample(den, s, SamplerConfig(), x0=x0, repeat=4, grad_q=grad_q, alpha_max=0.0))
+    out = {}
+    for schedule in ("noise", "rising"):
+        a = sample(den, s, SamplerConfig(), x0=x0, repeat=4, grad_q=grad_q, alpha_max=0.3, schedule=schedule)
+        out[schedule] = {"dist": float((a - free).norm(dim=-1).mean()), "gain": float((a - free).sum(-1).mean()),
+                         "bound": float(on_bound(a, 1.0).float().mean())}
+    assert out["noise"]["gain"] > 0 and out["rising"]["gain"] > 0, out
+    assert out["noise"]["dist"] < out["rising"]["dist"], out
+    assert out["noise"]["bound"] < out["rising"]["bound"], out
+    assert float(on_bound(free, 1.0).float().mean()) <= out["rising"]["bound"]
+
+
+def test_proposals_report_bound_share_guided_distance_q_gain_and_q_rank_corr(bimodal_dataset) -> None:
+    algo, _ = _algo(bimodal_dataset, q_heads=2)
+    P = algo.proposer
+    obs = torch.randn(40, 11, generator=torch.Generator().manual_seed(0))
+    props, q, stats = P.propose(obs, obs)
+    assert props.shape == (40, 4, 3) and q.shape == (40, 4)
+    assert set(stats) == {"bound_share", "bound_share_unguided", "guided_dist", "q_gain", "q_rank_corr"}
+    assert 0 <= stats["bound_share"] <= 1 and stats["guided_dist"] > 0 and -1 <= stats["q_rank_corr"] <= 1
+    assert not torch.equal(P.q.net[0].weight, P.q_extra[0].net[0].weight), "independently initialised heads"
+    P.q_value = lambda o, a: a.sum(-1)  # a hand-made critic: guidance must raise it
+    _, _, stats = P.propose(obs, obs)
+    assert stats["q_gain"] > 0, stats
+    unguided, _ = _algo(bimodal_dataset, guidance="energy")
+    assert set(unguided.proposer.propose(obs, obs)[2]) == {"bound_share"}
+
+
+def test_a_pet_round_lowers_the_loss_on_its_pairs_and_stays_near_the_original_prior(bimodal_dataset) -> None:
+    defaults = PPODAPConfig()
+    algo, env = _algo(bimodal_dataset, pet_every=1000, pet_steps=defaults.pet_steps)  # we call the round
+    algo.train_epoch(env, 1024)  # on-policy pairs of a policy that is not the logged one
+    out = algo.proposer.pet_round()
+    assert out["pet_loss_after"] < 0.99 * out["pet_loss_before"], out
+    assert 0 < out["prior_kl_orig"] < PET_KL_BOUND, out
+    assert out["prior_kl_drift"] == pytest.approx(out["prior_kl_orig"], rel=1e-4)  # the first round: same reference

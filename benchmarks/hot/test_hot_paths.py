@@ -77,7 +77,7 @@ def test_proposals_with_gradient_guidance(benchmark) -> None:
     prior, q = _prior(), QHead(11, 3, (64, 64))
     obs = torch.randn(STATES, 11, generator=torch.Generator().manual_seed(0)).repeat_interleave(K, 0)
 
-    def grad_q(_s, a):
+    def grad_q(a):
         with torch.enable_grad():
             a = a.detach().requires_grad_(True)
             return torch.autograd.grad(q(obs, a).sum(), a)[0]
