@@ -58,7 +58,8 @@ class PPOGC(PPO):
 
     metrics: ClassVar[dict[str, Metric]] = {
         "dual_clip_bind_frac": Metric("share of minibatch samples where the dual clip c A binds (A < 0 and the "
-                                      "clipped objective below c A); 0 = numerically PPO", audit=False)}
+                                      "clipped objective below c A); 0 = numerically PPO", audit=False,
+                                      degenerate_at=0.0)}
 
     def surrogate_loss(self, ratio: torch.Tensor, adv: torch.Tensor, mb: Batch) -> torch.Tensor:
         with torch.no_grad():
@@ -165,7 +166,7 @@ class PPOARC(PPO):
 
     metrics: ClassVar[dict[str, Metric]] = {
         "arc_fresh_win_share": Metric("share of update epochs whose re-estimated advantages won the "
-                                      "competition; 0 = numerically PPO", audit=False)}
+                                      "competition; 0 = numerically PPO", audit=False, degenerate_at=0.0)}
 
     def compute_batch(self) -> Batch:
         """PPO's batch; also keeps the rollout's rewards as GAE saw them (truncations bootstrapped with V_old)."""

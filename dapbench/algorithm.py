@@ -84,10 +84,11 @@ class Metric:
     bound: float = 1e-4
     audit: bool = True
     allow_inf: bool = False  # +inf is a value here (e.g. "never acted"), not a divergence the trainer stops for
+    degenerate_at: float | None = None  # the value at which the algorithm is numerically its base (the report says so)
 
     def as_json(self) -> dict[str, Any]:
         return {"description": self.description, "gate": self.gate, "bound": self.bound, "audit": self.audit,
-                "allow_inf": self.allow_inf}
+                "allow_inf": self.allow_inf, "degenerate_at": self.degenerate_at}
 
 
 @dataclass(frozen=True)

@@ -91,7 +91,8 @@ def _parser() -> argparse.ArgumentParser:
                     "(a few hundred for a quick look; 50,000 for a final report)")
     rp.add_argument("--seed", type=int, default=0, help="random state of the bootstrap")
     rp.add_argument("--final-n", type=int, default=5, help="final return = mean of each run's last N evaluations")
-    rp.add_argument("--alc-n", type=int, default=40, help="ALC over each run's first N evaluations (ALC@40)")
+    rp.add_argument("--alc-n", type=int, default=40, help="ALC over the evaluations at the ends of the first N "
+                    "epochs of 5,000 steps (ALC@40: 200k steps)")
     rp.add_argument("--missing", choices=["drop", "fail"], default="drop",
                     help="runs that are not complete (failed, running, pending; missing from --suite's grid): "
                     "drop them with a warning shown in the report, or fail")

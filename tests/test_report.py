@@ -126,8 +126,72 @@ def test_report_numbers_and_provenance(report: Path) -> None:
     assert "left out of normalised aggregates" not in html, "every task has a measured reference (since v2)"
     assert "300 repetitions, seed 0" in html and ">synthetic0<" in html
     aggs = pd.read_csv(report / "aggregates.csv")
-    assert set(aggs["scope"]) == {"normalised final return", "normalised ALC@40",
-                                  "probability of improvement (final return)"}
-    iqm = aggs[(aggs["scope"] == "normalised final return") & (aggs["metric"] == "IQM")].set_index("algorithm")
+    final = "final return (mean of the last 5 evaluations)"
+    assert set(aggs["scope"]) == {f"normalised {final}", "normalised ALC@40", f"probability of improvement ({final})"}
+    iqm = aggs[(aggs["scope"] == f"normalised {final}") & (aggs["metric"] == "IQM")].set_index("algorithm")
     assert (iqm["ci_low"] <= iqm["point"]).all() and (iqm["point"] <= iqm["ci_high"]).all()
     assert iqm.loc["abppo", "point"] > iqm.loc["ppo", "point"], "the synthetic skill order shows"
+
+
+# ----- figures people read at a glance, and numbers in every report ----------------------------------------------
+def test_the_legend_covers_every_algorithm_and_step_ticks_are_readable(tmp_path: Path) -> None:
+    """Eight algorithms drawn on one task over 20k steps (the quick suite's shape): one legend entry each, step
+    ticks in k with no two labels overlapping once rendered."""
+    from dapbench.analysis.load import load_results
+    from dapbench.report import figures
+
+    labels = ["ppo", "ppo-dap", "ppo-gc", "abppo", "ppo-arc", "dtql", "ppo-dtr", "ppo-diffaug"]
+    for i, lab in enumerate(labels):
+        for seed in (0, 1):
+            write_run(tmp_path, "hopper", lab, seed, np.arange(4.0) * (i + 1) + seed, horizon_steps=None)
+    curves = load_results(tmp_path).curves
+    fig = figures.learning_curves_figure(curves, labels, {"hopper": "Hopper-v5"}, figures.palette(labels))
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == labels
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    ticks = [t for t in ax.get_xticklabels() if t.get_text() and t.get_visible()]
+    assert len(ticks) >= 2 and all(re.fullmatch(r"\d+(\.\d+)?k|0", t.get_text()) for t in ticks), \
+        [t.get_text() for t in ticks]
+    boxes = [t.get_window_extent(renderer) for t in ticks]
+    for a, b in zip(boxes, boxes[1:], strict=False):
+        assert a.x1 <= b.x0, f"tick labels overlap: {[t.get_text() for t in ticks]}"
+    assert figures.steps_text(200_000) == "200k" and figures.steps_text(1_500_000) == "1.5M"
+
+
+def _cells(html: str) -> list[list[str]]:
+    """The data cells of every table in the page, per table."""
+    return [re.findall(r"<td[^>]*>(.*?)</td>", body, re.S) for body in re.findall(r"<tbody>(.*?)</tbody>", html, re.S)]
+
+
+def test_a_short_suite_report_names_its_window_and_has_numbers_everywhere(tmp_path: Path) -> None:
+    """Runs of 4 epochs under their own 20k horizon (the quick suite's shape): no ALC@40 and no 5-evaluation final
+    return exist, so the report shows the ALC over the 20k steps every run has and the final return over the last
+    4 evaluations, each named for what it is, and no table is all dashes."""
+    rng = np.random.default_rng(0)
+    for task in ("hopper", "halfcheetah"):
+        for i, lab in enumerate(("ppo", "ppo-dap")):
+            for seed in (0, 1):
+                write_run(tmp_path / "r", task, lab, seed, 100 * (i + 1) * np.arange(1.0, 5.0) + rng.normal(size=4),
+                          horizon_steps=None)
+    assert cli("report", tmp_path / "r", "-o", tmp_path / "out", "--reps", 200, "--no-pdf") == 0
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "ALC over the first 20k steps" in html and "Not the protocol&#39;s ALC@40" in html
+    assert "schedules scaled to a 20k horizon, not 1M" in html
+    assert "final return over the last 4 evaluations" in html
+    for cells in _cells(html):
+        assert any(c.strip() not in ("-", "") for c in cells), cells
+    aggs = pd.read_csv(tmp_path / "out" / "aggregates.csv")
+    assert {"normalised ALC over the first 20k steps", "normalised final return over the last 4 evaluations "
+            "(fewer than the 5 of the report's definition: the runs are short)"} <= set(aggs["scope"])
+
+
+def test_normalised_aggregates_cover_all_eight_tasks(tmp_path: Path) -> None:
+    tasks = ["ant", "halfcheetah", "hopper", "humanoidstandup", "pusher", "striker", "swimmer", "walker2d"]
+    write_grid(tmp_path / "r", tasks, ["ppo", "ppo-dap"], [0, 1], 40)
+    assert cli("report", tmp_path / "r", "-o", tmp_path / "out", "--reps", 200, "--no-pdf") == 0
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert html.count("over 8 tasks (") == 2, "final return and ALC aggregates both cover every task"
+    assert "left out of normalised aggregates" not in html
+    assert "P(ppo-dap &gt; ppo) on ALC@40" in html and "on 8 of 8 tasks" not in html  # all eight: "on all 8 tasks"
+    assert "on all 8 tasks" in html

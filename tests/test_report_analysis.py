@@ -12,9 +12,20 @@ from rliable import library as rly
 from rliable import metrics as rm
 
 from dapbench.analysis import aggregate as agg
+from dapbench.analysis import claims
 from dapbench.analysis.load import load_results
-from dapbench.analysis.metrics import alc, alc_trapezoid, alc_vs_baseline, evaluations, final_return, overheads, per_run
+from dapbench.analysis.metrics import (
+    alc,
+    alc_by_steps,
+    alc_trapezoid,
+    alc_vs_baseline,
+    evaluations,
+    final_return,
+    overheads,
+    per_run,
+)
 from dapbench.analysis.normalise import load_table
+from dapbench.analysis.power import detectability, z_sum
 from dapbench.analysis.scores import common_tasks, curve_arrays, score_matrices
 from dapbench.analysis.synthetic import write_run
 from dapbench.config import expand, load_suite
@@ -62,7 +73,9 @@ def test_per_run_metrics_overheads_and_ppo_normalised_alc(tmp_path: Path) -> Non
               extra={"oglr": np.zeros(45), "spr": np.zeros(45), "ess_k": np.linspace(1, 0.5, 45)})
     write_run(tmp_path, "hopper", "ppo-dap", 1, 4 * up, wall_clock_s=240, peak_rss_mb=550,
               extra={"oglr": np.zeros(45), "spr": np.zeros(45), "ess_k": np.linspace(1, 0.5, 45)})
-    runs = per_run(load_results(tmp_path).curves, alc_n=40, final_n=5).set_index(["label", "seed"])
+    res = load_results(tmp_path)
+    audit = [k for k, v in res.declared.items() if v["audit"]]
+    runs = per_run(res.curves, alc_n=40, final_n=5, audit=audit).set_index(["label", "seed"])
     assert runs.loc[("ppo", 0), "alc"] == pytest.approx(20.5)  # mean of 1..40
     assert runs.loc[("ppo", 0), "final_return"] == pytest.approx(43.0)  # mean of 41..45
     assert runs.loc[("ppo", 1), "alc"] == pytest.approx(61.5)
@@ -76,6 +89,37 @@ def test_per_run_metrics_overheads_and_ppo_normalised_alc(tmp_path: Path) -> Non
     assert ov["wall_clock_ratio"].to_dict() == pytest.approx({0: 1.18, 1: 1.20})
     assert ov["peak_rss_ratio"].to_dict() == pytest.approx({0: 1.05, 1: 1.10})
     assert ov["cuda_peak_ratio"].isna().all() and set(ov["label"]) == {"ppo-dap"}
+
+
+def test_alc_picks_evaluations_by_environment_steps_and_flags_another_protocol(tmp_path: Path) -> None:
+    """ALC@40 = the evaluations at 5k, 10k, ..., 200k steps. Epochs of 2,500 steps (80 evaluations by 200k) pick the
+    same 40 points, never the first 40 evaluations; a run with fewer has none; another horizon is flagged."""
+    y = np.arange(1, 81, dtype=float)
+    write_run(tmp_path, "hopper", "half-epochs", 0, y, steps_per_epoch=2500)  # y at 2.5k k: ALC@40 = mean(2, 4, .., 80)
+    write_run(tmp_path, "hopper", "protocol", 0, y[:40])
+    write_run(tmp_path, "hopper", "short", 0, y[:39])
+    write_run(tmp_path, "hopper", "own-horizon", 0, y[:40], horizon_steps=None)  # schedules scaled to 200k
+    runs = per_run(load_results(tmp_path).curves).set_index("label")
+    assert runs.loc["half-epochs", "alc"] == pytest.approx(np.arange(2, 81, 2).mean())  # not mean(1..40) = 20.5
+    assert runs.loc["half-epochs", "alc_flag"] == "epochs of 2,500 steps, not 5,000"
+    assert runs.loc["protocol", "alc"] == pytest.approx(20.5) and runs.loc["protocol", "alc_flag"] == ""
+    assert runs.loc["protocol", "alc_steps"] == 200_000
+    assert np.isnan(runs.loc["short", "alc"]), "39 evaluations: no ALC@40, never a shorter window"
+    assert runs.loc["own-horizon", "alc"] == pytest.approx(20.5)
+    assert runs.loc["own-horizon", "alc_flag"] == "schedules scaled to a 200k horizon, not 1M"
+    assert alc_by_steps(STEPS, np.arange(1.0, 41.0)) == pytest.approx(20.5)
+    assert np.isnan(alc_by_steps(STEPS[1:], np.arange(2.0, 41.0)))
+
+
+def test_overhead_ratios_leave_evaluation_out(tmp_path: Path) -> None:
+    """Both runs spend 50 s evaluating: wall-clock 100 vs 118 s is 1.18x in total but 68 / 50 = 1.36x in training,
+    the work that differs; the ratios are of totals over the run."""
+    up = np.arange(1, 41, dtype=float)
+    write_run(tmp_path, "hopper", "ppo", 0, up, wall_clock_s=100, eval_s=50)
+    write_run(tmp_path, "hopper", "ppo-dap", 0, up, wall_clock_s=118, eval_s=50)
+    ov = overheads(per_run(load_results(tmp_path).curves), "ppo").iloc[0]
+    assert ov["wall_clock_ratio"] == pytest.approx(1.18)
+    assert ov["train_time_ratio"] == pytest.approx(68 / 50) and ov["cpu_time_ratio"] == pytest.approx(68 / 50)
 
 
 # ----- the tidy loader -------------------------------------------------------------------------------------
@@ -249,3 +293,36 @@ def test_reconstructed_and_unregistered_algorithms_are_marked() -> None:
     why = _reconstructions(runs)
     assert why["abppo"] == f"reconstruction: {get_algorithm('abppo').reconstruction}"
     assert "not registered in this installation" in why["mine"] and "ppo" not in why
+
+
+# ----- how many seeds, and the paper's claims ---------------------------------------------------------------
+def test_seeds_needed_match_the_normal_formula_on_data_with_a_known_effect() -> None:
+    """a ~ N(1, 1), b ~ N(0, 1), 400 runs each: SE = sqrt(2 / 400), MDE = 2.80 SE = 0.198, and detecting the true
+    effect 1.0 needs 2 (2.80 / 1.0)^2 = 15.7 -> 16 seeds per algorithm (the textbook two-sample size)."""
+    rng = np.random.default_rng(0)
+    a, b = 1.0 + rng.standard_normal(400), rng.standard_normal(400)
+    d = detectability(a, b)
+    assert d.se == pytest.approx(np.sqrt(2 / 400), rel=0.1)
+    assert d.mde == pytest.approx(z_sum() * np.sqrt(2 / 400), rel=0.1) and z_sum() == pytest.approx(2.80, abs=0.01)
+    assert d.ci[0] < 1.0 < d.ci[1] and d.diff == pytest.approx(1.0, abs=0.15)
+    assert 13 <= d.seeds_for(1.0) <= 19
+    assert d.seeds_for(0.1) > 100 * d.seeds_for(1.0) * 0.8  # 10x smaller effect: ~100x the seeds
+    assert np.isnan(detectability(a[:1], b).mde)
+
+
+@pytest.mark.parametrize(("skill", "verdict"), [(1.5, claims.HOLDS), (0.5, claims.FAILS), (1.0, claims.UNTOLD)])
+def test_the_alc_claim_verdict_follows_the_interval(tmp_path: Path, skill: float, verdict: str) -> None:
+    """PPO-DAP's curves are PPO's scaled by `skill` (plus noise): better on every task holds, worse fails, the same
+    cannot be told."""
+    rng = np.random.default_rng(1)
+    for task in ("hopper", "halfcheetah", "walker2d", "ant"):
+        for seed in range(5):
+            base = 100 * np.arange(1, 41, dtype=float)
+            write_run(tmp_path, task, "ppo", seed, base * (1 + 0.2 * rng.standard_normal()))
+            write_run(tmp_path, task, "ppo-dap", seed, skill * base * (1 + 0.2 * rng.standard_normal()))
+    runs = per_run(load_results(tmp_path).curves)
+    c = claims.alc_claim(runs, "ppo-dap", "ppo", protocol=True, n_tasks=8, reps=500, seed=0)
+    assert c.verdict == verdict, c
+    assert "on 4 of 8 tasks" in c.measured
+    assert claims.alc_claim(runs, "ppo-dap", "ppo", protocol=False, n_tasks=8, reps=500, seed=0).verdict == \
+        claims.NOT_MEASURED

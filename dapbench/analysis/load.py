@@ -23,13 +23,14 @@ import pyarrow.parquet as pq
 
 from dapbench.config import RunSpec, expand, load_suite
 from dapbench.errors import BadInputError, RunFolderError
+from dapbench.results.columns import read_declared
 from dapbench.results.store import RunStore
 
 MissingPolicy = Literal["fail", "drop"]
 IDENTITY = ["suite", "task", "algorithm", "label", "seed"]  # a run's identity columns, in the tidy table's order
 PROVENANCE_COLUMNS = ["attempts", "commits", "dirty", "dapbench_version", "torch_version", "gymnasium_version",
                       "mujoco_version", "python", "run_device", "cpu", "gpu", "hostname", "slurm_job_id", "started"]
-SPEC_COLUMNS = ["total_steps", "steps_per_epoch", "evaluation_episodes", "evaluation_every",
+SPEC_COLUMNS = ["total_steps", "horizon_steps", "steps_per_epoch", "evaluation_episodes", "evaluation_every",
                 "evaluation_deterministic", "device", "torch_threads", "dataset", "spec_hash"]
 
 
@@ -41,12 +42,14 @@ class Results:
     `runs`: one row per run found or expected, complete or not: identity, `run`, `run_dir`, `state`,
     `epoch`/`epochs`, `error`, `included` and provenance (commits, dirty flag, packages, machine).
     `warnings`: what was dropped and why, and other things a reader must know (mixed specs in a cell).
+    `declared`: the metrics the included runs' algorithms declare (`metrics.json`): column -> meaning and gate.
     """
 
     curves: pd.DataFrame
     runs: pd.DataFrame
     roots: list[Path]
     warnings: list[str] = field(default_factory=list)
+    declared: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def included(self) -> pd.DataFrame:
@@ -61,7 +64,7 @@ def find_run_dirs(root: Path) -> list[Path]:
 def _spec_fields(spec: RunSpec) -> dict[str, Any]:
     ev = spec.evaluation
     return {"task": spec.task, "algorithm": spec.algorithm, "label": spec.label, "seed": spec.seed,
-            "total_steps": spec.total_steps, "steps_per_epoch": spec.steps_per_epoch,
+            "total_steps": spec.total_steps, "horizon_steps": spec.horizon, "steps_per_epoch": spec.steps_per_epoch,
             "evaluation_episodes": ev.episodes, "evaluation_every": ev.every,
             "evaluation_deterministic": ev.deterministic, "device": spec.device,
             "torch_threads": spec.torch_threads, "dataset": spec.dataset, "spec_hash": spec.hash}
@@ -156,6 +159,7 @@ def load_results(roots: Path | str | Sequence[Path | str], missing: MissingPolic
     rows: list[dict[str, Any]] = []
     tables: list[pa.Table] = []
     seen: dict[tuple[str, str, int], dict[str, Any]] = {}
+    declared: dict[str, dict[str, Any]] = {}
     suite_name = load_suite(suite).name if suite else None
     for root in root_list:
         if not root.is_dir():
@@ -175,6 +179,8 @@ def load_results(roots: Path | str | Sequence[Path | str], missing: MissingPolic
             rows.append(row)
             if df is not None:
                 tables.append(df.append_column("run", pa.array([row["run"]] * df.num_rows)))
+                for k, v in read_declared(d, df.column_names).items():
+                    declared.setdefault(k, v)
     if suite is not None:
         if len(root_list) != 1:
             raise BadInputError("--suite needs exactly one results folder (the suite's)")
@@ -200,7 +206,7 @@ def load_results(roots: Path | str | Sequence[Path | str], missing: MissingPolic
     curves = curves.sort_values(["task", "label", "seed", "epoch"], ignore_index=True)
     warnings += _mixed_specs(runs[runs["included"]])
     return Results(curves=curves, runs=runs.sort_values(["task", "label", "seed"], ignore_index=True),
-                   roots=root_list, warnings=warnings)
+                   roots=root_list, warnings=warnings, declared=declared)
 
 
 def _mixed_specs(runs: pd.DataFrame) -> list[str]:

@@ -21,18 +21,22 @@ SYNTHETIC_COMMIT = "synthetic0000"
 def write_run(root: Path, task: str, label: str, seed: int, returns: Sequence[float], *, algorithm: str | None = None,
               steps_per_epoch: int = 5000, epochs: int | None = None, wall_clock_s: float = 100.0,
               peak_rss_mb: float = 500.0, extra: Mapping[str, Sequence[float]] | None = None,
-              state: str = "done", eval_every: int = 1) -> Path:
+              state: str = "done", eval_every: int = 1, eval_s: float = 0.0,
+              horizon_steps: int | None = 1_000_000) -> Path:
     """One run folder under `root` whose evaluations are `returns` (one per epoch; NaN = not evaluated).
 
     `epochs` planned (default: len(returns)); a `state` other than done leaves the run incomplete.
-    `wall_clock_s` is the run's total, spread evenly over its epochs; `extra` adds per-epoch columns
-    (e.g. audit metrics).
+    `wall_clock_s` is the run's total, spread evenly over its epochs, `eval_s` of it spent evaluating (the
+    rest is training: `time_train_s`, and as much CPU time); `extra` adds per-epoch columns (e.g. audit
+    metrics). `horizon_steps`: the schedules' horizon (the protocol's 1.0M by default; None: the budget).
     """
     n = len(returns)
     planned = epochs or n
+    total = planned * steps_per_epoch
     spec = RunSpec(task=task, algorithm=algorithm or label, label=label, seed=seed,
-                   total_steps=planned * steps_per_epoch, steps_per_epoch=steps_per_epoch,
-                   evaluation=EvalConfig(episodes=10, every=eval_every), config={})
+                   total_steps=total, steps_per_epoch=steps_per_epoch,
+                   evaluation=EvalConfig(episodes=10, every=eval_every), config={},
+                   horizon_steps=horizon_steps if horizon_steps and horizon_steps >= total else None)
     store = RunStore(root / spec.relpath())
     store.init(spec)
     store.add_provenance({"started": "2026-01-01T00:00:00+00:00", "code": {"commit": SYNTHETIC_COMMIT, "dirty": False},
@@ -45,7 +49,8 @@ def write_run(root: Path, task: str, label: str, seed: int, returns: Sequence[fl
         row = {"epoch": i + 1, "epochs": planned, "env_steps": (i + 1) * steps_per_epoch,
                "train_return_mean": y[i], "eval_return_mean": y[i], "eval_return_std": 1.0,
                "wall_clock_s": wall_clock_s * (i + 1) / planned, "peak_rss_mb": peak_rss_mb,
-               "cuda_peak_mb": float("nan")}
+               "time_eval_s": eval_s / planned, "time_train_s": (wall_clock_s - eval_s) / planned,
+               "cpu_train_s": (wall_clock_s - eval_s) / planned, "cuda_peak_mb": float("nan")}
         for k, v in (extra or {}).items():
             row[k] = float(v[i])
         rows.append(row)

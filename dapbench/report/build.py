@@ -27,8 +27,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dapbench.analysis import aggregate as agg
+from dapbench.analysis import claims
+from dapbench.analysis.claims import seeds_needed
 from dapbench.analysis.load import Results, load_results
-from dapbench.analysis.metrics import alc_vs_baseline, overheads, per_run
+from dapbench.analysis.metrics import (
+    PROTOCOL_EPOCH_STEPS,
+    alc_vs_baseline,
+    overheads,
+    per_run,
+    window_metrics,
+)
 from dapbench.analysis.normalise import NormalisationTable, load_table
 from dapbench.analysis.scores import Scores, common_tasks, curve_arrays, score_matrices
 from dapbench.report import figures
@@ -37,9 +45,13 @@ from dapbench.report.tables import (
     Table,
     aggregate_table,
     audit_table,
+    claims_table,
+    degeneracy_table,
     fmt,
     normalisation_table,
     overhead_table,
+    paper_table,
+    seeds_table,
     task_by_label,
 )
 from dapbench.results.atomic import atomic_write, atomic_write_text
@@ -138,6 +150,56 @@ def _normalised(values: pd.Series, tasks: pd.Series, table: NormalisationTable) 
     return out
 
 
+@dataclass(frozen=True)
+class Window:
+    """The metrics a report can honestly show for its runs: the protocol's (ALC@n by steps under the 1.0M horizon,
+    final return over the last N evaluations) where every run allows them, else the window every run has, named
+    for what it is."""
+
+    protocol_alc: bool
+    alc_steps: float
+    alc_label: str
+    alc_note: str
+    full_final: bool
+    final_k: int
+    final_label: str
+
+
+def _steps_text(x: float) -> str:
+    return f"{x / 1e6:g}M" if x >= 1e6 else f"{x / 1e3:g}k" if x >= 1e3 else f"{x:g}"
+
+
+def choose_window(runs: pd.DataFrame, opts: ReportOptions) -> Window:
+    protocol = bool(runs["alc"].notna().all() and (runs["alc_flag"] == "").all())
+    full_window = opts.alc_n * PROTOCOL_EPOCH_STEPS
+    if protocol:
+        alc_steps, label, note = float(full_window), f"ALC@{opts.alc_n}", ""
+    else:
+        alc_steps = float(min(runs["last_eval_steps"].min(), full_window))
+        why = []
+        short = runs[runs["alc"].isna()]
+        if len(short):
+            last = _steps_text(short["last_eval_steps"].min())
+            why.append(f"{len(short)} of {len(runs)} runs lack the {opts.alc_n} evaluations at the ends of the first "
+                       f"{opts.alc_n} epochs of {PROTOCOL_EPOCH_STEPS:,} steps (they have "
+                       f"{_range(short['n_evals'])} evaluations, the last at {last} steps)")
+        why += sorted({f for f in runs["alc_flag"] if f})
+        label = f"ALC over the first {_steps_text(alc_steps)} steps"
+        note = (f"Not the protocol's ALC@{opts.alc_n}: " + "; ".join(why) + ". Every run's ALC here is the mean of "
+                f"its evaluations up to {_steps_text(alc_steps)} steps, the window all of them have.")
+    full_final = bool((runs["n_evals"] >= opts.final_n).all())
+    k = opts.final_n if full_final else max(1, int(runs["n_evals"].min()))
+    final_label = (f"final return (mean of the last {k} evaluations)" if full_final else
+                   f"final return over the last {k} evaluation{'s' * (k > 1)} (fewer than the {opts.final_n} of the "
+                   "report's definition: the runs are short)")
+    return Window(protocol, alc_steps, label, note, full_final, k, final_label)
+
+
+def _range(v: pd.Series) -> str:
+    lo, hi = int(v.min()), int(v.max())
+    return f"{lo}" if lo == hi else f"{lo}-{hi}"
+
+
 def _aggregate_rows(scope: str, names: list[str], points: dict, cis: dict) -> list[dict[str, Any]]:
     rows = []
     for key, p in points.items():
@@ -174,11 +236,12 @@ def _cells_table(res: Results, labels: list[str], titles: dict[str, str]) -> Tab
 
 
 def _per_run_table(runs: pd.DataFrame, titles: dict[str, str]) -> Table:
-    rows = [[Cell(titles.get(r.task, r.task)), Cell(r.label), Cell(str(r.seed)), Cell(fmt(r.final_return)),
-             Cell(fmt(r.alc)), Cell(fmt(r.alc_trapezoid)), Cell(fmt(r.wall_clock_s, 0)), Cell(fmt(r.peak_rss_mb, 0)),
+    rows = [[Cell(titles.get(r.task, r.task)), Cell(r.label), Cell(str(r.seed)), Cell(fmt(r.final_metric)),
+             Cell(fmt(r.alc_metric)), Cell(r.alc_flag or "-"), Cell(fmt(r.train_time_s, 0)),
+             Cell(fmt(r.cpu_train_s, 0)), Cell(fmt(r.wall_clock_s, 0)), Cell(fmt(r.peak_rss_mb, 0)),
              Cell(r.commits or "-"), Cell(r.run)] for r in runs.itertuples()]
-    header = ["task", "algorithm", "seed", "final return", "ALC", "ALC (trapezoid)", "wall-clock s", "peak RSS MB",
-              "commit", "run folder"]
+    header = ["task", "algorithm", "seed", "final return", "ALC", "ALC flag", "training s", "training CPU s",
+              "wall-clock s", "peak RSS MB", "commit", "run folder"]
     return Table("Every run: its numbers and folder", header, rows)
 
 
@@ -202,15 +265,20 @@ def build_report(opts: ReportOptions, console: Console | None = None) -> ReportO
             res = load_results(opts.results, missing=opts.missing, suite=opts.suite)
             table = load_table()
         with steps.step("per-run metrics"):
-            runs = per_run(res.curves, alc_n=opts.alc_n, final_n=opts.final_n)
+            audit_cols = [k for k, v in res.declared.items() if v.get("audit")]
+            runs = per_run(res.curves, alc_n=opts.alc_n, final_n=opts.final_n, audit=audit_cols)
             runs = runs.merge(res.included.drop(columns=["suite", "algorithm", "total_steps"]),
                               on=["task", "label", "seed", "run"], how="left")
+            window = choose_window(runs, opts)
+            runs = runs.merge(window_metrics(res.curves, window.alc_steps, window.final_k), on="run", how="left")
+            runs["alc_metric"] = runs["alc"] if window.protocol_alc else runs["alc_window"]
+            runs["final_metric"] = runs["final_return"] if window.full_final else runs["final_window"]
             labels = _labels(runs, opts.baseline, opts.target)
             titles = {t: TASKS[t].gym_id if t in TASKS else t for t in runs["task"].unique()}
             has_baseline = opts.baseline in labels
-            runs["alc_vs_baseline"] = alc_vs_baseline(runs, opts.baseline) if has_baseline else np.nan
-            runs["final_norm"] = _normalised(runs["final_return"], runs["task"], table)
-            runs["alc_norm"] = _normalised(runs["alc"], runs["task"], table)
+            runs["alc_vs_baseline"] = alc_vs_baseline(runs, opts.baseline, "alc_metric") if has_baseline else np.nan
+            runs["final_norm"] = _normalised(runs["final_metric"], runs["task"], table)
+            runs["alc_norm"] = _normalised(runs["alc_metric"], runs["task"], table)
             curves = res.curves.copy()
             curves["eval_norm"] = _normalised(curves["eval_return_mean"], curves["task"], table)
             pairs = overheads(runs, opts.baseline) if has_baseline else pd.DataFrame()
@@ -227,19 +295,19 @@ def build_report(opts: ReportOptions, console: Console | None = None) -> ReportO
             final_ok = bool(final.tasks and final.matrices)
             if final_ok:
                 fp, fci = agg.aggregate_metrics(final.matrices, opts.reps, opts.seed)
-                agg_rows += _aggregate_rows("normalised final return", list(agg.METRICS), fp, fci)
+                agg_rows += _aggregate_rows(f"normalised {window.final_label}", list(agg.METRICS), fp, fci)
             else:
-                notes["aggregates"].append(f"no normalised task on which every algorithm has runs with a final "
-                                           f"return (it needs {opts.final_n} evaluations): no aggregates")
+                notes["aggregates"].append("no normalised task on which every algorithm has runs: no aggregates of "
+                                           "the final return")
         with steps.step("aggregates: ALC"):
             alc_s = score_matrices(runs, "alc_norm", labels, common_tasks(runs, "alc_norm", labels, norm_tasks))
             alc_ok = bool(alc_s.tasks and alc_s.matrices)
             if alc_ok:
                 ap, aci = agg.aggregate_metrics(alc_s.matrices, opts.reps, opts.seed)
-                agg_rows += _aggregate_rows(f"normalised ALC@{opts.alc_n}", list(agg.METRICS), ap, aci)
+                agg_rows += _aggregate_rows(f"normalised {window.alc_label}", list(agg.METRICS), ap, aci)
             else:
-                notes["aggregates"].append(f"no runs with {opts.alc_n} evaluations on a normalised task common to "
-                                           f"all algorithms: no ALC@{opts.alc_n} aggregates")
+                notes["aggregates"].append(f"no normalised task on which every algorithm has runs: no aggregates of "
+                                           f"the {window.alc_label}")
         with steps.step("probability of improvement"):
             poi_pairs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
             poi_tasks: dict[str, list[str]] = {}
@@ -247,8 +315,8 @@ def build_report(opts: ReportOptions, console: Console | None = None) -> ReportO
                 for other in labels:
                     if other == opts.target:
                         continue
-                    both = common_tasks(runs, "final_return", [opts.target, other])
-                    s = score_matrices(runs, "final_return", [opts.target, other], both)
+                    both = common_tasks(runs, "final_metric", [opts.target, other])
+                    s = score_matrices(runs, "final_metric", [opts.target, other], both)
                     if len(s.matrices) == 2:
                         poi_pairs[f"{opts.target},{other}"] = (s.matrices[opts.target], s.matrices[other])
                         poi_tasks[other] = both
@@ -257,7 +325,8 @@ def build_report(opts: ReportOptions, console: Console | None = None) -> ReportO
                                            "(choose the algorithm with --target)")
             if poi_pairs:
                 pp, pci = agg.interval_estimates(poi_pairs, agg.probability_of_improvement, opts.reps, opts.seed)
-                agg_rows += _aggregate_rows("probability of improvement (final return)", ["P(X > Y)"], pp, pci)
+                agg_rows += _aggregate_rows(f"probability of improvement ({window.final_label})", ["P(X > Y)"], pp,
+                                            pci)
         with steps.step("performance profiles"):
             if final_ok:
                 allv = np.concatenate([m.ravel() for m in final.matrices.values()])
@@ -272,11 +341,11 @@ def build_report(opts: ReportOptions, console: Console | None = None) -> ReportO
             figs["curves"] = figures.learning_curves(res.curves, labels, titles, colors)
             if final_ok:
                 figs["final"] = figures.interval_estimates(fp, fci, list(agg.METRICS), labels, colors,
-                                                           "normalised final return")
+                                                           f"normalised {window.final_label}")
                 figs["profiles"] = figures.profiles(prp, prci, taus, labels, colors)
             if alc_ok:
                 figs["alc"] = figures.interval_estimates(ap, aci, list(agg.METRICS), labels, colors,
-                                                         f"normalised ALC@{opts.alc_n}")
+                                                         f"normalised {window.alc_label}")
             if poi_pairs:
                 figs["poi"] = figures.improvement(pp, pci, colors)
             if se:
@@ -288,9 +357,9 @@ def build_report(opts: ReportOptions, console: Console | None = None) -> ReportO
             recon = _reconstructions(runs)
             for lab, why in recon.items():
                 marks[lab] = " †" if why.startswith("reconstruction") else " ‡"
-            tables = _tables(opts, runs, res, labels, titles, table, pairs, final, alc_s, poi_tasks, agg_rows)
+            tables = _tables(opts, runs, res, labels, titles, table, pairs, final, alc_s, poi_tasks, agg_rows, window)
             tables = {k: _mark(t, marks) for k, t in tables.items()}
-            context = _context(opts, res, runs, labels, titles, tables, figs, notes, recon, marks, final, alc_s)
+            context = _context(opts, res, runs, labels, titles, tables, figs, notes, recon, marks, final, alc_s, window)
             html = render(context)
             opts.out.mkdir(parents=True, exist_ok=True)
             html_path = opts.out / "report.html"
@@ -311,33 +380,49 @@ def build_report(opts: ReportOptions, console: Console | None = None) -> ReportO
 
 def _tables(opts: ReportOptions, runs: pd.DataFrame, res: Results, labels: list[str], titles: dict[str, str],
             table: NormalisationTable, pairs: pd.DataFrame, final: Scores, alc_s: Scores,
-            poi_tasks: dict[str, list[str]], agg_rows: list[dict[str, Any]]) -> dict[str, Table]:
-    n = opts.final_n
+            poi_tasks: dict[str, list[str]], agg_rows: list[dict[str, Any]], window: Window) -> dict[str, Table]:
+    alc_notes = [window.alc_note] if window.alc_note else []
     out = {
-        "final": task_by_label(runs, "final_return", labels, titles,
-                               f"Final return: mean ± sample std over seeds of each run's mean over its last {n} "
-                               "evaluations (layout of the paper's Table II; best mean per task in bold)"),
-        "alc": task_by_label(runs, "alc", labels, titles,
-                             f"ALC@{opts.alc_n}: mean ± std over seeds of each run's mean evaluation return over its "
-                             f"first {opts.alc_n} evaluations"),
-        "alc_trapezoid": task_by_label(runs, "alc_trapezoid", labels, titles,
-                                       f"ALC@{opts.alc_n}, trapezoid form (area under the curve over the first "
-                                       f"{opts.alc_n} evaluations / steps spanned)"),
+        "final": task_by_label(runs, "final_metric", labels, titles,
+                               f"{window.final_label[:1].upper()}{window.final_label[1:]}: mean ± sample std over "
+                               "seeds (layout of the paper's Table II; best mean per task in bold)"),
+        "alc": task_by_label(runs, "alc_metric", labels, titles,
+                             f"{window.alc_label}: mean ± std over seeds of each run's mean evaluation return "
+                             + ("at the ends of its first " + f"{opts.alc_n} epochs (picked by environment steps)"
+                                if window.protocol_alc else f"up to {_steps_text(window.alc_steps)} steps"),
+                             notes=alc_notes),
         "normalisation": normalisation_table(table, sorted(runs["task"].unique()), titles),
         "cells": _cells_table(res, labels, titles),
     }
+    if window.protocol_alc:
+        out["alc_trapezoid"] = task_by_label(runs, "alc_trapezoid", labels, titles,
+                                             f"ALC@{opts.alc_n}, trapezoid form (area under the curve over the same "
+                                             "evaluations / steps spanned)")
     if opts.baseline in labels:
         out["alc_vs_baseline"] = task_by_label(runs, "alc_vs_baseline", labels, titles,
-                                               f"ALC@{opts.alc_n} / mean ALC@{opts.alc_n} of {opts.baseline} on the "
-                                               "same task", digits=3)
+                                               f"{window.alc_label} / mean {window.alc_label} of {opts.baseline} on "
+                                               "the same task", digits=3)
+        seeds = seeds_needed(runs, "alc_metric", labels, opts.baseline, min(opts.reps, 5_000), opts.seed)
+        if len(seeds):
+            out["seeds_alc"] = seeds_table(seeds, titles, f"{window.alc_label}", opts.baseline)
+        seeds = seeds_needed(runs, "final_metric", labels, opts.baseline, min(opts.reps, 5_000), opts.seed)
+        if len(seeds):
+            out["seeds_final"] = seeds_table(seeds, titles, window.final_label, opts.baseline)
     if len(pairs):
         out["overheads"] = overhead_table(pairs, labels, titles, opts.baseline)
-    audit = audit_table(runs, labels, titles)
+    audit = audit_table(runs, labels, titles, res.declared)
     if not audit.empty:
         out["audit"] = audit
+    degenerate = degeneracy_table(res.curves, labels, titles, res.declared)
+    if not degenerate.empty:
+        out["degenerate"] = degenerate
+    paper_t = paper_table(runs, "final_metric", labels, titles)
+    if not paper_t.empty:
+        out["paper"] = paper_t
+    out["claims"] = claims_table(_claims(opts, runs, pairs, window, res))
     rows = pd.DataFrame(agg_rows)
-    for key, scope, s in (("agg_final", "normalised final return", final),
-                          ("agg_alc", f"normalised ALC@{opts.alc_n}", alc_s)):
+    for key, scope, s in (("agg_final", f"normalised {window.final_label}", final),
+                          ("agg_alc", f"normalised {window.alc_label}", alc_s)):
         sub = rows[rows["scope"] == scope] if len(rows) else rows
         if len(sub):
             pts = {a: g["point"].to_numpy() for a, g in sub.groupby("algorithm", sort=False)}
@@ -345,7 +430,8 @@ def _tables(opts: ReportOptions, runs: pd.DataFrame, res: Results, labels: list[
                    sub.groupby("algorithm", sort=False)}
             out[key] = aggregate_table(pts, cis, list(agg.METRICS), labels,
                                        f"{scope}: point estimate [95% stratified-bootstrap CI], over "
-                                       f"{', '.join(titles[t] for t in s.tasks)}")
+                                       f"{len(s.tasks)} task{'s' * (len(s.tasks) != 1)} "
+                                       f"({', '.join(titles[t] for t in s.tasks)})")
     poi = rows[rows["scope"].str.startswith("probability")] if len(rows) else rows
     if len(poi):
         trows = []
@@ -353,16 +439,41 @@ def _tables(opts: ReportOptions, runs: pd.DataFrame, res: Results, labels: list[
             x, y = r.algorithm.split(",", 1)
             trows.append([Cell(x), Cell(y), Cell(f"{r.point:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]"),
                           Cell(", ".join(titles[t] for t in poi_tasks[y]))])
-        out["poi"] = Table("Probability that a run of X beats a run of Y on a task (final return), mean over "
-                           "tasks, [95% CI]", ["X", "Y", "P(X > Y)", "tasks"], trows)
+        out["poi"] = Table(f"Probability that a run of X beats a run of Y on a task ({window.final_label}), mean "
+                           "over tasks, [95% CI]", ["X", "Y", "P(X > Y)", "tasks"], trows)
     if len(runs) <= PER_RUN_APPENDIX_MAX:
         out["per_run"] = _per_run_table(runs.sort_values(["task", "label", "seed"]), titles)
     return out
 
 
+def _claims(opts: ReportOptions, runs: pd.DataFrame, pairs: pd.DataFrame, window: Window, res: Results) -> list:
+    """The paper's headline claims next to these runs (dapbench.analysis.claims), when its target and baseline
+    are among them."""
+    c = claims.paper()["claims"]
+    target, baseline = c["target"], c["baseline"]
+    if target not in set(runs["label"]) or baseline not in set(runs["label"]):
+        return [claims.Claim(f"the paper's claims ({target} against {baseline})",
+                             f"these results have no runs of {target} and {baseline} both", claims.NOT_MEASURED, "")]
+    reps = min(opts.reps, 5_000)
+    gpu = bool((res.included["run_device"].fillna("cpu").astype(str).str.startswith("cuda")).all())
+    at_budget = bool((runs["total_steps"] >= c["final_vs_best"]["steps"]).all())
+    return [
+        claims.alc_claim(runs, target, baseline, window.protocol_alc, int(c["tasks"]), reps, opts.seed),
+        claims.final_claim(runs, target, at_budget, reps, opts.seed),
+        claims.overhead_claim(pairs, target, "wall_clock", "train_time_ratio", gpu, reps, opts.seed,
+                              "training time (no evaluation)"),
+        claims.overhead_claim(pairs, target, "wall_clock", "wall_clock_ratio", gpu, reps, opts.seed,
+                              "total wall-clock"),
+        claims.overhead_claim(pairs, target, "gpu_memory", "cuda_peak_ratio", gpu, reps, opts.seed,
+                              "peak GPU memory") if gpu else
+        claims.Claim(c["gpu_memory"]["text"], "CPU runs: no GPU memory; peak RSS ratio in the overheads table",
+                     claims.NOT_MEASURED, "needs runs with device: cuda"),
+    ]
+
+
 def _context(opts: ReportOptions, res: Results, runs: pd.DataFrame, labels: list[str], titles: dict[str, str],
              tables: dict[str, Table], figs: dict[str, str], notes: dict[str, list[str]], recon: dict[str, str],
-             marks: dict[str, str], final: Scores, alc_s: Scores) -> dict[str, Any]:
+             marks: dict[str, str], final: Scores, alc_s: Scores, window: Window) -> dict[str, Any]:
     code = code_version()
     evals_every = sorted(set(res.included["evaluation_every"]))
     steps_per_epoch = sorted(set(res.included["steps_per_epoch"]))
@@ -378,6 +489,8 @@ def _context(opts: ReportOptions, res: Results, runs: pd.DataFrame, labels: list
         "recon": {lab + marks.get(lab, ""): why for lab, why in recon.items()},
         "evals_every": evals_every, "steps_per_epoch": steps_per_epoch,
         "alc_steps": sorted(set(alc_steps.astype(int))) if len(alc_steps) else [],
+        "window": window,
+        "paper": claims.paper(),
         "per_run_in_page": "per_run" in tables,
         "build": {
             "dapbench commit": f"{code['commit'] or 'unknown'}" + (" (uncommitted changes)" if code["dirty"] else ""),

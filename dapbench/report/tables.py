@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from dapbench.analysis.metrics import AUDIT_COLUMNS, summarise
+from dapbench.analysis.claims import Claim, paper
+from dapbench.analysis.metrics import OVERHEAD_MEASURES, summarise
 from dapbench.analysis.normalise import NormalisationTable
 
 
@@ -74,12 +75,10 @@ def task_by_label(runs: pd.DataFrame, column: str, labels: list[str], titles: di
 
 
 def overhead_table(pairs: pd.DataFrame, labels: list[str], titles: dict[str, str], baseline: str) -> Table:
-    """Per task and algorithm: wall-clock and peak-memory ratios to the baseline, mean ± std over paired seeds;
-    a last row over all pairs."""
-    has_cuda = pairs["cuda_peak_ratio"].notna().any()
-    measures = [("wall_clock_ratio", "wall-clock"), ("peak_rss_ratio", "peak RSS")]
-    if has_cuda:
-        measures.append(("cuda_peak_ratio", "peak GPU memory"))
+    """Per task and algorithm: the ratios to the baseline (training time and CPU time first: they leave out the
+    evaluation every method pays alike; then total wall-clock and memory), mean ± std over paired seeds; a last
+    row over all pairs."""
+    measures = [(col, name) for col, (_, name) in OVERHEAD_MEASURES.items() if pairs[col].notna().any()]
     header = ["task", "algorithm", *[f"{name} / {baseline}" for _, name in measures], "pairs (seeds)"]
     rows = []
     groups = [(titles.get(t, t), t) for t in sorted(pairs["task"].unique())] + [("all tasks", None)]
@@ -96,13 +95,18 @@ def overhead_table(pairs: pd.DataFrame, labels: list[str], titles: dict[str, str
                                   (f"{fmt(v.mean(), 2)}x" if len(v) else "-")))
             cells.append(Cell(str(len(g)) if task is None else ", ".join(str(s) for s in sorted(g["seed"]))))
             rows.append(cells)
-    return Table(f"Overheads against {baseline}, paired by task and seed (ratio of totals per run)", header, rows)
+    notes = ["Primary: training time (environment steps and updates, wall-clock, evaluation left out) and its CPU "
+             "time (process time: load from other work on the machine does not inflate it). Total wall-clock "
+             "includes evaluation. Runs logged before training time was recorded show '-'."]
+    return Table(f"Overheads against {baseline}, paired by task and seed (ratio of totals per run)", header, rows,
+                 notes)
 
 
-def audit_table(runs: pd.DataFrame, labels: list[str], titles: dict[str, str]) -> Table:
-    """Audit metrics per task and algorithm: mean over seeds of each run's mean over epochs (max over runs and
-    epochs in brackets), for the algorithms that log them."""
-    cols = [c for c in AUDIT_COLUMNS if f"{c}_mean" in runs.columns]
+def audit_table(runs: pd.DataFrame, labels: list[str], titles: dict[str, str],
+                declared: dict[str, dict]) -> Table:
+    """The metrics algorithms declare for the audit, per task and algorithm: mean over seeds of each run's mean
+    over epochs (max over runs and epochs in brackets), for the algorithms that log them."""
+    cols = [c for c, d in declared.items() if d.get("audit") and f"{c}_mean" in runs.columns]
     rows = []
     for task in sorted(runs["task"].unique()):
         for lab in labels:
@@ -112,12 +116,82 @@ def audit_table(runs: pd.DataFrame, labels: list[str], titles: dict[str, str]) -
             cells = [Cell(titles.get(task, task)), Cell(lab)]
             for c in cols:
                 m, mx = g[f"{c}_mean"].mean(), g[f"{c}_max"].max()
-                cells.append(Cell(f"{fmt(m, 3)} ({fmt(mx, 3)})" if math.isfinite(m) else "-"))
+                cells.append(Cell(f"{fmt(m, 3)} ({fmt(mx, 3)})" if not math.isnan(m) else "-"))
             cells.append(Cell(str(len(g))))
             rows.append(cells)
-    notes = [f"{c}: {AUDIT_COLUMNS[c]}" for c in cols]
+    notes = [f"{c}: {declared[c]['description']}" for c in cols]
     return Table("Audit metrics: mean over runs of each run's mean over epochs (max over runs and epochs)",
                  ["task", "algorithm", *cols, "runs"], rows, notes)
+
+
+def degeneracy_table(curves: pd.DataFrame, labels: list[str], titles: dict[str, str],
+                     declared: dict[str, dict]) -> Table:
+    """For algorithms that declare a metric at whose value they are numerically their base (a reconstruction's
+    clip that never binds): its mean and max over every epoch of every run, and whether the variant acted."""
+    cols = {c: d for c, d in declared.items() if d.get("degenerate_at") is not None and c in curves.columns}
+    rows = []
+    for c, d in cols.items():
+        for (task, lab), g in curves.dropna(subset=[c]).groupby(["task", "label"]):
+            v = g[c].to_numpy(float)
+            at = float(d["degenerate_at"])
+            acted = bool((v != at).any())
+            rows.append([Cell(titles.get(task, task)), Cell(lab), Cell(c), Cell(fmt(v.mean(), 4)),
+                         Cell(fmt(v.max(), 4)), Cell("acted" if acted else "numerically its base in every epoch",
+                                                     bold=not acted)])
+    order = {lab: i for i, lab in enumerate(labels)}
+    rows.sort(key=lambda r: (order.get(r[1].text, 99), r[0].text))
+    notes = [f"{c}: {d['description']}" for c, d in cols.items()]
+    return Table("Do the reconstructions differ from PPO at all? Their binding rates over every epoch of every run",
+                 ["task", "algorithm", "metric", "mean", "max", "in these runs"], rows, notes)
+
+
+def paper_table(runs: pd.DataFrame, column: str, labels: list[str], titles: dict[str, str]) -> Table:
+    """The paper's Table II (another protocol) next to these runs' final returns, per task and algorithm."""
+    t2 = paper()["table_ii"]
+    cols = [lab for lab in t2["columns"] if lab in labels]
+    if not cols:
+        return Table("", [], [])
+    s = summarise(runs.dropna(subset=[column]), ["task", "label"], column).set_index(["task", "label"])
+    rows = []
+    for task in sorted(runs["task"].unique()):
+        ref = t2["rows"].get(task)
+        row = [Cell(titles.get(task, task))]
+        for lab in cols:
+            ours = s.loc[(task, lab)] if (task, lab) in s.index else None
+            row.append(Cell(mean_std(ours["mean"], ours["std"], int(ours["n"]), int(ours["n"])) if ours is not None
+                            else "-"))
+            row.append(Cell(f"{fmt(ref[lab][0])} ± {fmt(ref[lab][1])}" if ref and lab in ref else "-"))
+        rows.append(row)
+    header = ["task"]
+    for lab in cols:
+        header += [f"{lab} (ours)", f"{t2['columns'][lab]} (paper)"]
+    return Table("Final return beside the paper's Table II: " + t2["source"], header, rows,
+                 [f"The paper's numbers come from {t2['protocol']}"])
+
+
+def claims_table(rows: list[Claim]) -> Table:
+    out = [[Cell(r.claim), Cell(r.measured), Cell(r.verdict, bold=True), Cell(r.why)] for r in rows]
+    return Table(f"The paper's claims beside these runs ({paper()['claims']['source']})",
+                 ["the paper says", "these runs show [95% CI]", "verdict", "why"], out, css="wrap")
+
+
+def seeds_table(seeds: pd.DataFrame, titles: dict[str, str], metric: str, baseline: str) -> Table:
+    """Per task and algorithm against the baseline: the difference, its interval, the smallest difference these
+    seeds detect (80% power, two-sided 5%), and the seeds per algorithm the observed difference needs."""
+    rows = []
+    for r in seeds.itertuples():
+        need = r.seeds_needed
+        rows.append([Cell(titles.get(r.task, r.task)), Cell(r.label), Cell(f"{fmt(r.diff)} [{fmt(r.ci_low)}, "
+                                                                           f"{fmt(r.ci_high)}]"),
+                     Cell(fmt(r.mde)), Cell(f"{r.seeds:g}"),
+                     Cell("-" if not math.isfinite(need) else f"{int(need):,}" if need < 1e6 else "> 1,000,000")])
+    return Table(f"How many seeds would it take: {metric}, each algorithm minus {baseline}",
+                 ["task", "algorithm", "difference [95% CI]", "smallest detectable difference", "seeds now",
+                  "seeds to detect the observed difference"], rows,
+                 ["Smallest detectable difference = 2.80 x the bootstrap standard error of the difference (80% power, "
+                  "two-sided 5%); seeds needed scale it by (detectable / observed)^2 (dapbench.analysis.power). "
+                  "Normal approximations from few seeds: rough, but they tell a measured absence of an effect from "
+                  "an unmeasured one."])
 
 
 def normalisation_table(table: NormalisationTable, tasks: list[str], titles: dict[str, str]) -> Table:

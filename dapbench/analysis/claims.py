@@ -1,0 +1,169 @@
+"""The paper beside us: its Table II and its headline claims (`paper.json`, a versioned data file with sources),
+each claim next to what a report's runs show, with intervals and a verdict.
+
+Verdicts (docs/report.md): "holds", "fails", "cannot be told with these seeds", or "not measured" when the runs do
+not contain what the claim is about (its budget, its tasks, a GPU). Rules:
+  - ALC gain over the baseline: per task the difference of mean ALC@40 with a bootstrap interval; over tasks
+    P(target > baseline) with rliable's stratified-bootstrap 95% CI. Holds when the CI lies above 0.5, fails when
+    it lies below, else cannot be told. Needs the protocol's ALC@40 (unflagged).
+  - Final return matching or exceeding the strongest other algorithm on k of the tasks: per task, the difference to
+    the best other mean with a bootstrap interval. Holds when the target's mean is at least the best other's on k
+    tasks and no more than (tasks - k) intervals lie below 0; fails when more than (tasks - k) do; else cannot be
+    told. Needs runs at the claim's budget and every algorithm on the task.
+  - Overhead ratios: the mean over (task, seed) pairs with a bootstrap interval, against the paper's mean ± std.
+    Holds when the interval lies within mean ± 2 std, fails when it lies entirely above or below that range, else
+    cannot be told; a GPU claim measured on CPU runs is marked so.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dapbench.analysis import aggregate as agg
+from dapbench.analysis.power import detectability
+
+PAPER = Path(__file__).with_name("paper.json")
+HOLDS, FAILS, UNTOLD, NOT_MEASURED = "holds", "fails", "cannot be told with these seeds", "not measured"
+
+
+@cache
+def paper() -> dict[str, Any]:
+    return json.loads(PAPER.read_text())
+
+
+@dataclass
+class Claim:
+    claim: str  # the paper's words
+    measured: str  # what the runs show, with intervals
+    verdict: str
+    why: str  # how the verdict follows, and what would settle it
+
+
+def _boot_mean(v: np.ndarray, reps: int, seed: int) -> tuple[float, float, float]:
+    v = np.asarray(v, float)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return float("nan"), float("nan"), float("nan")
+    if len(v) == 1:
+        return float(v[0]), float("nan"), float("nan")
+    boot = v[np.random.default_rng(seed).integers(0, len(v), (reps, len(v)))].mean(1)
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    return float(v.mean()), float(lo), float(hi)
+
+
+def _values(runs: pd.DataFrame, label: str, task: str, column: str) -> np.ndarray:
+    return runs.loc[(runs["label"] == label) & (runs["task"] == task), column].to_numpy(float)
+
+
+def alc_claim(runs: pd.DataFrame, target: str, baseline: str, protocol: bool, n_tasks: int, reps: int, seed: int
+              ) -> Claim:
+    text = paper()["claims"]["alc_gain"]
+    if not protocol:
+        return Claim(text, "the runs' ALC is not the protocol's ALC@40 (see the ALC section)", NOT_MEASURED,
+                     "ALC@40 needs 40 epochs of 5,000 steps under the 1.0M-step horizon")
+    tasks = [t for t in sorted(runs["task"].unique())
+             if all(np.isfinite(_values(runs, lab, t, "alc")).any() for lab in (target, baseline))]
+    if not tasks:
+        return Claim(text, f"no task has ALC@40 runs of both {target} and {baseline}", NOT_MEASURED, "")
+    mats = {lab: np.stack([_padded(_values(runs, lab, t, "alc")) for t in tasks], 1) for lab in (target, baseline)}
+    k = min(int(np.isfinite(m).all(1).sum()) for m in mats.values())
+    mats = {lab: m[np.isfinite(m).all(1)][:k] for lab, m in mats.items()}
+    p, ci = agg.interval_estimates({"pair": (mats[target], mats[baseline])}, agg.probability_of_improvement, reps, seed)
+    lo, hi = float(np.ravel(ci["pair"])[0]), float(np.ravel(ci["pair"])[1])
+    signs = [detectability(_values(runs, target, t, "alc"), _values(runs, baseline, t, "alc")) for t in tasks]
+    above = sum(d.ci[0] > 0 for d in signs)
+    below = sum(d.ci[1] < 0 for d in signs)
+    verdict = HOLDS if lo > 0.5 else FAILS if hi < 0.5 else UNTOLD
+    scope = f"on {len(tasks)} of {n_tasks} tasks" if len(tasks) < n_tasks else f"on all {len(tasks)} tasks"
+    measured = (f"P({target} > {baseline}) on ALC@40 = {float(np.ravel(p['pair'])[0]):.2f} [{lo:.2f}, {hi:.2f}] "
+                f"{scope}, {k} seeds; per task the difference's 95% interval is above 0 on {above}, below 0 on "
+                f"{below}, and contains 0 on {len(tasks) - above - below}")
+    why = {HOLDS: "the interval of P(improvement) lies above 0.5",
+           FAILS: "the interval of P(improvement) lies below 0.5: the baseline learns faster",
+           UNTOLD: "the interval of P(improvement) contains 0.5; the seeds-needed table says how many seeds would "
+                   "separate each task's observed difference"}[verdict]
+    return Claim(text, measured, verdict, why)
+
+
+def _padded(v: np.ndarray, n: int = 64) -> np.ndarray:
+    out = np.full(n, np.nan)
+    v = v[np.isfinite(v)][:n]
+    out[: len(v)] = v
+    return out
+
+
+def final_claim(runs: pd.DataFrame, target: str, horizon_ok: bool, reps: int, seed: int) -> Claim:
+    spec = paper()["claims"]["final_vs_best"]
+    need, n_tasks = int(spec["tasks"]), int(paper()["claims"]["tasks"])
+    if not horizon_ok:
+        return Claim(spec["text"], f"the runs stop before {spec['steps']:,} steps", NOT_MEASURED,
+                     f"the claim is about final return after {spec['steps']:,} steps; extend the runs (same horizon) "
+                     "by resuming them with budget.total_steps: 1000000")
+    others = sorted(set(runs["label"]) - {target})
+    per_task = []
+    for t in sorted(runs["task"].unique()):
+        have = [lab for lab in others if np.isfinite(_values(runs, lab, t, "final_return")).any()]
+        if not np.isfinite(_values(runs, target, t, "final_return")).any() or not have:
+            continue
+        best = max(have, key=lambda lab: np.nanmean(_values(runs, lab, t, "final_return")))
+        d = detectability(_values(runs, target, t, "final_return"), _values(runs, best, t, "final_return"),
+                          reps=reps, seed=seed)
+        per_task.append((t, best, d))
+    if len(per_task) < n_tasks:
+        return Claim(spec["text"], f"{len(per_task)} of {n_tasks} tasks have runs of {target} and another algorithm",
+                     NOT_MEASURED, "the claim counts tasks out of all eight")
+    at_least = sum(d.diff >= 0 for _, _, d in per_task)
+    below = sum(d.ci[1] < 0 for _, _, d in per_task)
+    verdict = FAILS if below > n_tasks - need else HOLDS if at_least >= need else UNTOLD
+    measured = (f"{target}'s mean final return is at least the best other's on {at_least} of {n_tasks} tasks; "
+                f"its difference's 95% interval lies below 0 on {below}")
+    return Claim(spec["text"], measured, verdict, f"needs {need} of {n_tasks}")
+
+
+def overhead_claim(pairs: pd.DataFrame, target: str, key: str, ratio: str, device_ok: bool, reps: int, seed: int,
+                   what: str) -> Claim:
+    spec = paper()["claims"][key]
+    v = pairs.loc[pairs["label"] == target, ratio].to_numpy(float) if len(pairs) else np.array([])
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return Claim(spec["text"], f"no {what} pairs of {target} with the baseline", NOT_MEASURED,
+                     "needs runs of both on the same task and seed" + ("" if device_ok else ", on a GPU"))
+    m, lo, hi = _boot_mean(v, reps, seed)
+    band = (spec["mean"] - 2 * spec["std"], spec["mean"] + 2 * spec["std"])
+    measured = f"{what}: {m:.2f}x [{lo:.2f}, {hi:.2f}] over {len(v)} task-seed pairs"
+    if not math.isfinite(lo):
+        return Claim(spec["text"], measured, UNTOLD, "one pair has no interval")
+    verdict = HOLDS if band[0] <= lo and hi <= band[1] else FAILS if lo > band[1] or hi < band[0] else UNTOLD
+    why = f"the paper's range (mean ± 2 std) is [{band[0]:.2f}, {band[1]:.2f}]"
+    if not device_ok:
+        why += "; measured on CPU, the paper on a GPU: a verdict on this hardware, not on the paper's"
+    return Claim(spec["text"], measured, verdict, why)
+
+
+def seeds_needed(runs: pd.DataFrame, column: str, labels: list[str], baseline: str, reps: int, seed: int
+                 ) -> pd.DataFrame:
+    """Per task and label (vs `baseline`): difference of means, its 95% interval, the minimum detectable
+    difference at these seeds (80% power, alpha 0.05) and the seeds per algorithm the observed difference needs."""
+    rows = []
+    for t in sorted(runs["task"].unique()):
+        base = _values(runs, baseline, t, column)
+        if not np.isfinite(base).any():
+            continue
+        for lab in labels:
+            if lab == baseline:
+                continue
+            x = _values(runs, lab, t, column)
+            if not np.isfinite(x).any():
+                continue
+            d = detectability(x, base, reps=reps, seed=seed)
+            rows.append({"task": t, "label": lab, "diff": d.diff, "ci_low": d.ci[0], "ci_high": d.ci[1],
+                         "mde": d.mde, "seeds": d.seeds, "seeds_needed": d.seeds_for(d.diff)})
+    return pd.DataFrame(rows, columns=["task", "label", "diff", "ci_low", "ci_high", "mde", "seeds", "seeds_needed"])
