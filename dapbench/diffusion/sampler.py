@@ -118,15 +118,16 @@ class FrozenDenoiser:
             with torch.no_grad():
                 c_in = (sigma * sigma + self.sd * self.sd) ** -0.5
                 c_skip, c_out = self.sd * self.sd * c_in * c_in, sigma * self.sd * c_in
-                bias0 = self._step_bias(_c_noise(sigma))
+                bias0 = self._step_bias(_c_noise(sigma, x.device))
                 f = torch.cat([mlp(x[i:i + block], proj[i:i + block], bias0, c_in) for i in range(0, len(x), block)])
                 return f.mul_(c_out).add_(x, alpha=c_skip).clamp_(-self.bound, self.bound)
 
         return denoise
 
 
-def _c_noise(sigma: float) -> float:
-    return float(torch.tensor(sigma).log() / 4)
+def _c_noise(sigma: float, device: torch.device) -> float:
+    """ln(sigma) / 4 in float32, as EDM computes it."""
+    return float(torch.tensor(sigma, device=device).log() / 4)
 
 
 def _mish_(x: torch.Tensor, e: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
@@ -153,7 +154,7 @@ def sample(model: EDM | FrozenDenoiser, s: torch.Tensor, cfg: SamplerConfig, gen
     `x0`: the initial noise (rows x act_dim, already scaled by nothing: N(0, I)); drawn from `generator` when None.
     Two calls with the same x0 differ only by guidance (the sampler is deterministic given x0)."""
     n = s.shape[0] * repeat
-    sig = sigmas(cfg, model.edm.cfg.sigma_min if isinstance(model, FrozenDenoiser) else model.cfg.sigma_min)
+    sig = sigmas(cfg, model.edm.cfg.sigma_min if isinstance(model, FrozenDenoiser) else model.cfg.sigma_min, s.device)
     sig_f = sig.tolist()
     if isinstance(model, FrozenDenoiser):
         denoise, sd, act_dim, bound = model.bind(s, repeat), model.sd, model.act_dim, model.bound
