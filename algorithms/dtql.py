@@ -33,12 +33,10 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from algorithms.ppo import PPO, PPOConfig
 from algorithms.ppo_diffusion import trust_region_loss
 from algorithms.proposer import frozen_prior
-from dapbench.algorithm import Context, Spaces
+from dapbench.api import PPO, Context, PPOConfig, Spaces, TrainEnv
 from dapbench.diffusion.prior import PriorConfig
-from dapbench.training.env import TrainEnv
 
 
 class DTQLConfig(PPOConfig):

@@ -25,7 +25,7 @@ OGLR = ||grad_theta L_PPO(non-fresh samples)|| / ||grad_theta L_PPO||, SPR = sha
 in the PPO loss and GAE, ESS/K = mean_s (sum w)^2 / (K sum w^2), aux_grad_share = ||g_aux|| / (||g_PPO||
 + ||g_aux||) on the actor, and prior_kl_drift between PET rounds on fixed probe states.
 The Q head, the proposals and PET are the family's `Proposer` (algorithms/proposer.py); OGLR, SPR and the
-behaviour log-prob gap come from the PPO base's audit (algorithms/audit.py).
+behaviour log-prob gap come from the PPO base's audit (dapbench/api/audit.py).
 `leak_offline > 0` is the deliberately leaking configuration the audit must catch: offline transitions
 mixed into PPO's batch (origin 1) with one-step TD advantages. Never use it for results.
 
@@ -44,10 +44,19 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from algorithms.audit import grad_norm, ppo_loss_per_sample
-from algorithms.ppo import _HALF_LOG_2PI, PPO, Batch, PPOConfig
 from algorithms.proposer import Proposer, ProposerConfig, gaussian_kl, prior_work
-from dapbench.algorithm import Context, Metric, Spaces, late_field
+from dapbench.api import (
+    HALF_LOG_2PI,
+    PPO,
+    Batch,
+    Context,
+    Metric,
+    PPOConfig,
+    Spaces,
+    grad_norm,
+    late_field,
+    ppo_loss_per_sample,
+)
 
 OFFLINE = 1  # `Batch.origin` of a logged (offline) sample
 
@@ -230,7 +239,7 @@ class PPODAP(PPO):
         mean = self.agent.actor_mean(mb.obs) if mean is None else mean
         logstd = self.agent.actor_logstd
         z = (mb.proposals - mean[:, None]) * torch.exp(-logstd)  # (n, m, act)
-        logp = (-0.5 * z * z - logstd - _HALF_LOG_2PI).sum(-1)  # log pi(a_sel_j | s), (n, m)
+        logp = (-0.5 * z * z - logstd - HALF_LOG_2PI).sum(-1)  # log pi(a_sel_j | s), (n, m)
         # -1/m sum_j log pi(a_sel_j | s), averaged over the states that have proposals
         imitation = masked_mean(-logp.mean(1), mb.has_prop)
         loss = c.lambda_aux * imitation

@@ -18,10 +18,9 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
-from algorithms.ppo import PPO, Batch, PPOConfig
 from algorithms.ppo_dap import PPODAPConfig, q_targets
 from algorithms.proposer import Proposer, frozen_prior, prior_work
-from dapbench.algorithm import Context, Metric, Spaces
+from dapbench.api import PPO, Batch, Context, Metric, PPOConfig, Spaces
 from dapbench.diffusion.edm import EDM
 from dapbench.diffusion.prior import PriorConfig
 

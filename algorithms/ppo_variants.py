@@ -1,7 +1,7 @@
 """The Table II baselines of the earlier paper (../shared/papers/002_*): PPO-GC, ABPPO and PPO-ARC.
 
 None of the three papers' texts was available; each class below is a RECONSTRUCTION (its `reconstruction`
-ClassVar says so, and reports mark it). Each reads as its difference from `algorithms.ppo.PPO`.
+ClassVar says so, and reports mark it). Each reads as its difference from `dapbench.api.PPO`.
 
 A finding about the sources: the earlier paper's reference list is shifted by one against its Table II.
 The table cites PPO-GC [40], PPO-ARC [41], ABPPO [42], but its list reads [39] Kahng, "Graph Convolutional
@@ -22,8 +22,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from algorithms.ppo import PPO, Batch, PPOConfig, gae
-from dapbench.algorithm import Metric
+from dapbench.api import PPO, Batch, Metric, PPOConfig, gae
 
 
 # ===== PPO-GC ================================================================================================

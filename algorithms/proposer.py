@@ -32,8 +32,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from algorithms.ppo import layer_init
-from dapbench.algorithm import AlgoConfig, Context, Spaces, late_field
+from dapbench.api import AlgoConfig, Context, Spaces, late_field, layer_init
 from dapbench.diffusion.prior import ActionPrior, PriorConfig, load_or_train
 from dapbench.diffusion.sampler import FrozenDenoiser, SamplerConfig, Schedule, sample
 

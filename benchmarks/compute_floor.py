@@ -8,12 +8,14 @@ networks' Linear layers and the real defaults (PriorConfig, PPODAPConfig):
 - prior step, batch B: forward sum_l 2 B in_l out_l; backward 2 B in_l out_l for every weight gradient
   plus 2 B in_l out_l for every input gradient the loss needs (none into the noise-level embedding; into
   the body's first layer only for its embedding columns), so about 2x the forward;
-- proposals, R = K x states rows: N denoising steps x (denoiser forward + guidance: the Q head's forward
-  and its backward to the action, grad_a Q(s, D)), plus one Q forward of the final proposals.
+- proposals, R = K x states rows: the state's share of the denoiser's first layer once per state (it does not
+  change across the K proposals and N steps), then N denoising steps x (the first layer's action columns and
+  the rest of the denoiser on R rows + guidance: the Q head's forward and its backward to the action,
+  grad_a Q(s, D)), plus one Q forward of the final proposals (LoRA merged into the weights: no adapter work).
 The floor is those flops at this machine's matmul rate, measured here with torch.addmm / torch.mm at
 exactly those shapes, one thread: floor = sum_ops time(op at its shape) = flops / rate. The real code is
 timed as CPU time (robust to other load on the cores): `train_prior` per step (the difference of two
-runs, so its set-up cancels) and `PPODAP.propose` on one rollout at the defaults (random weights: the
+runs, so its set-up cancels) and `Proposer.propose` on one rollout at the defaults (random weights: the
 cost does not depend on them). Prints the flops, floor, measured time and measured / floor; writes
 benchmarks/out/compute_floor.json.
 """
@@ -26,12 +28,12 @@ import math
 import time
 from collections import Counter
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 from torch import nn
 
-from algorithms.ppo_dap import PPODAP, PPODAPConfig, QHead
+from algorithms.ppo_dap import PPODAPConfig
+from algorithms.proposer import Proposer, QHead
 from dapbench.diffusion.prior import ActionPrior, PriorConfig, train_prior
 
 Op = tuple[str, int, int, int]  # (kind, m, k, n): kind "addmm" (bias + A @ W^T) or "mm" (A @ B); A is m x k
@@ -68,10 +70,15 @@ def proposal_ops(prior: ActionPrior, q: QHead, cfg: PPODAPConfig, states: int) -
     guided = cfg.guidance in ("both", "gradient") and cfg.alpha_max > 0
     act_dim = prior.edm.act_dim
     ops: list[Op] = []
+    first, *rest = linears(prior.edm.net.body)
+    obs_dim = first.in_features - act_dim - linears(prior.edm.net.time)[-1].out_features
     for i in range(0, states, cfg.proposal_chunk):
-        rows = min(cfg.proposal_chunk, states - i) * cfg.K
+        n = min(cfg.proposal_chunk, states - i)
+        rows = n * cfg.K
+        ops.append(("mm", n, obs_dim, first.out_features))  # the state's columns, once per state
         for _ in range(cfg.sampler.steps):
-            ops += [("addmm", rows, m.in_features, m.out_features) for m in linears(prior.edm.net)]
+            ops.append(("addmm", rows, act_dim, first.out_features))  # the action's columns
+            ops += [("addmm", rows, m.in_features, m.out_features) for m in rest]
             if guided:
                 ops += q_ops(q, rows, True, act_dim)
         ops += q_ops(q, rows, False, act_dim)  # the final proposals' Q values
@@ -123,13 +130,15 @@ def prior_seconds_per_step(obs: torch.Tensor, act: torch.Tensor, cfg: PriorConfi
 
 
 def proposal_seconds(prior: ActionPrior, q: QHead, cfg: PPODAPConfig, obs: torch.Tensor, repeats: int) -> float:
-    """CPU seconds of `PPODAP.propose` (the real method) on one rollout of `obs` (best of `repeats`)."""
-    agent = SimpleNamespace(cfg=cfg, q=q, prior=prior, gen=torch.Generator().manual_seed(0))
-    PPODAP.propose(agent, obs[: cfg.proposal_chunk], obs[: cfg.proposal_chunk])  # warm-up
+    """CPU seconds of `Proposer.propose` (the real method) on one rollout of `obs` (best of `repeats`)."""
+    proposer = Proposer.__new__(Proposer)  # the parts `propose` uses, without a dataset behind them
+    proposer.cfg, proposer.device, proposer.prior, proposer.q, proposer.q_extra = cfg, torch.device("cpu"), prior, q, []
+    proposer.gen, proposer.max_action, proposer._denoiser = torch.Generator().manual_seed(0), 1.0, None
+    proposer.propose(obs[: cfg.proposal_chunk], obs[: cfg.proposal_chunk])  # warm-up
     best = math.inf
     for _ in range(repeats):
         t0 = time.process_time()
-        PPODAP.propose(agent, obs, obs)
+        proposer.propose(obs, obs)
         best = min(best, time.process_time() - t0)
     return best
 

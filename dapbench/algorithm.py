@@ -1,5 +1,7 @@
 """The algorithm interface: what the trainer calls, what an algorithm declares.
 
+Part of the algorithm API: authors import these names from `dapbench.api` (docs/api.md, versioned there).
+
 The trainer owns the loop, budget, evaluation, checkpoints, timing and logging; an algorithm owns
 learning. It steps the environment itself inside `train_epoch` (on-policy methods collect with their
 own policy), through the harness's `TrainEnv`, which times and records every step.
@@ -13,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.fields import FieldInfo
 
 if TYPE_CHECKING:
     from dapbench.training.env import TrainEnv
@@ -29,11 +32,28 @@ def late_field(default: Any, *, legacy: Any, since: str, **kwargs: Any) -> Any:
     return Field(default, json_schema_extra=extra, **kwargs)
 
 
+def override_field(base: type[BaseModel], name: str, **changes: Any) -> Any:
+    """Re-declare field `name` inherited from config class `base`, changing only what `changes` gives (`default`,
+    `description`, `ge`, ...) and keeping the rest (constraints, late-field markers):
+
+        class MyConfig(PPOConfig):
+            clip_coef: float = override_field(PPOConfig, "clip_coef", default=0.1, description="... (ours)")
+
+    A plain re-declaration (`clip_coef: float = Field(0.1, description=...)`) is allowed by pydantic too, but
+    drops the inherited constraints (`gt=0`). The field keeps its place in the config's field order."""
+    fields = getattr(base, "model_fields", {})
+    if name not in fields:
+        raise TypeError(f"{getattr(base, '__qualname__', base)} has no field {name!r} to override "
+                        f"(its fields: {', '.join(fields)})")
+    return FieldInfo.merge_field_infos(fields[name], **changes)
+
+
 class AlgoConfig(BaseModel):
     """Base of every algorithm's typed config: frozen, unknown keys rejected.
 
     Field defaults are the algorithm's documented defaults; each field's description says where the
-    default comes from. Fields added after a release are declared with `late_field` (see there).
+    default comes from. Fields added after a release are declared with `late_field` (see there); an inherited
+    field is re-declared (new default or description) with `override_field`.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -118,6 +138,12 @@ class Algorithm(ABC):
     Class attributes declare the algorithm: its registered `name`, its `Config` class, what it needs
     (`needs_dataset`: a logged dataset; `needs_prior`: a pre-trained prior), and `reconstruction`:
     None for a faithful implementation, else a sentence saying what was reconstructed and from what.
+
+    Lifecycle of a run attempt: `shared_work` (launcher, before runs start) -> `__init__(config, spaces,
+    context)` (seeded) -> `load_state_dict` (on resume, from the last checkpoint) -> per epoch: `train_epoch`,
+    then `act` (evaluation, between epochs), then `state_dict` (the epoch's checkpoint) and, every
+    `snapshot_every` epochs, `policy_state_dict`. The registry checks at load time that a class subclasses
+    `Algorithm`, has a `Config` that is an `AlgoConfig`, and leaves no abstract method unimplemented.
     """
 
     name: ClassVar[str]

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from dapbench.config import RunSpec, expand, filter_specs, load_suite, unavailable_reason
+from dapbench.config import RunSpec, expand, filter_specs, load_suite, results_folder, unavailable_reason
 from dapbench.errors import BadInputError, DapbenchError
 from dapbench.results.store import RunStore
 
@@ -205,6 +205,8 @@ def _cell_state(spec: RunSpec, results: Path) -> str:
     if not store.spec_path.exists():
         return "new"
     st = store.status()
+    if store.interrupted(st):
+        return "interrupted"
     return st.state if st.state != "pending" or not st.epoch else "partial"
 
 
@@ -300,7 +302,7 @@ def _report(o, results: Path) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite)
     specs = filter_specs(expand(suite), args.only)
-    results = args.results or suite.results_path()
+    results = results_folder(suite, args.results)
     if not specs:
         raise BadInputError(f"{args.suite}: no runs match --only {' '.join(args.only)}")
     launcher = args.launcher or suite.launcher.name
@@ -357,47 +359,44 @@ def _dry_run_slurm(suite, specs: list[RunSpec], results: Path) -> None:
     """The arrays a submission would make, with their sbatch options (as in the submission script)."""
     from dapbench.launch import slurm
 
-    folder = (results / slurm.SUBMIT_FOLDER).resolve()
-    groups = slurm.group_by_resources(suite, {results / s.relpath(): s for s in specs})
-    console.print(f"slurm: {len(groups)} array{'s' * (len(groups) > 1)} of training jobs (after jobs making any "
-                  "missing datasets and shared priors), with these sbatch options:")
-    for res, dirs in groups:
-        params = slurm.sbatch_parameters(res, f"dapbench-{suite.name}", folder / "code" / "HASH",
-                                         suite.launcher.parallelism)
-        flags = [line.removeprefix("#SBATCH ") for line in slurm.sbatch_script(params, folder, len(dirs)).splitlines()
-                 if line.startswith("#SBATCH") and not line.startswith(("#SBATCH --output", "#SBATCH --error"))]
-        tasks = sorted({d.relative_to(results).parts[0] for d in dirs})
-        console.print(f"  {len(dirs)} runs ({', '.join(tasks)}): {' '.join(flags)}", soft_wrap=True)
+    for line in slurm.dry_run_lines(suite, {results / s.relpath(): s for s in specs}, results):
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
 
 
 def _run_slurm(args: argparse.Namespace, suite, specs: list[RunSpec], results: Path) -> int:
     from dapbench.launch import slurm
 
     datasets = _missing_datasets(args.suite, suite, specs)
-    dirs = _prepare(specs, results)
+    dirs = [results / s.relpath() for s in specs]  # created by the submission, once Slurm accepts its jobs
     runs = {d: s for d, s in zip(dirs, specs, strict=True) if RunStore(d).status().state != "done"}
     sub = slurm.submit(suite, args.suite, runs, results, datasets, log=console.print)
     new = sum(len(a.runs) for a in sub.arrays)
     for a in sub.arrays:
         after = f" after job{'s' * (len(a.after) > 1)} {', '.join(a.after)}" if a.after else ""
         limit = f", at most {suite.launcher.parallelism} at once" if suite.launcher.parallelism else ""
-        console.print(f"submitted array {a.job_id}: {len(a.runs)} runs ({slurm.describe(a.resources)}{limit})"
-                      f"{after}")
+        packed = f" in {len(a.jobs)} job{'s' * (len(a.jobs) != 1)}" if len(a.jobs) != len(a.runs) else ""
+        console.print(f"submitted array {a.job_id}: {len(a.runs)} runs{packed} ({slurm.describe(a.resources)}"
+                      f"{limit}){after}")
     if sub.active:
-        ids = sorted(sub.active.values())
+        ids = sorted(set(sub.active.values()))
         console.print(f"left alone: {len(sub.active)} runs already queued or running (jobs {', '.join(ids[:6])}"
                       + (f", ... {len(ids) - 6} more)" if len(ids) > 6 else ")"))
+    if sub.held:
+        err_console.print(f"[yellow]held:[/yellow] {escape(slurm.release_hint(sub.held))}", soft_wrap=True)
+    if sub.pruned:
+        console.print(f"pruned {sub.pruned} old code snapshots and submission files from "
+                      f"{results / slurm.SUBMIT_FOLDER}/")
     console.print(f"suite {suite.name}: {len(specs)} runs in {results}/: {len(specs) - len(runs)} done, "
                   f"{len(sub.active)} queued or running, {new} submitted"
                   + ("" if new else " (nothing to submit)") + f"; logs in {results / slurm.SUBMIT_FOLDER}/")
     if not args.wait:
         console.print(f"follow with: {_suite_command(args, 'status')}")
         return 0
-    ids = sub.job_ids()
-    console.print(f"waiting for {len(ids)} jobs")
-    slurm.wait(ids)
+    jobs = sub.jobs()
+    console.print(f"waiting for {len(jobs)} jobs (a line when anything changes)")
+    slurm.wait(jobs, log=console.print)
     states = _run_states(specs, results)
-    for spec, (state, st, _, error) in zip(specs, states, strict=True):
+    for spec, (state, st, _, error, _) in zip(specs, states, strict=True):
         if (results / spec.relpath()) in runs or state != "done":
             from dapbench.training.trainer import RunOutcome
 
@@ -407,10 +406,10 @@ def _run_slurm(args: argparse.Namespace, suite, specs: list[RunSpec], results: P
     return 0 if counts["done"] == len(specs) else 1
 
 
-def _run_states(specs: list[RunSpec], results: Path) -> list[tuple[str, object, str, str | None]]:
-    """(state, status, job, error) per run, combining run folders with Slurm's view of their jobs."""
+def _run_states(specs: list[RunSpec], results: Path) -> list[tuple[str, object, str, str | None, str | None]]:
+    """(state, status, job, error, job log) per run, combining run folders with Slurm's view of their jobs."""
     from dapbench.launch import slurm
-    from dapbench.launch.scheduler import SlurmError, job_states
+    from dapbench.launch.scheduler import SlurmError, job_states, unavailable
 
     records = {}  # run folder -> its Slurm record
     for s in specs:
@@ -418,43 +417,66 @@ def _run_states(specs: list[RunSpec], results: Path) -> list[tuple[str, object, 
         if (d / slurm.RECORD).exists():
             records[d] = slurm.read_record(d)
     jobs, answered = {}, False
-    if records:
+    why = unavailable() if records else None  # one fast ping: squeue would retry for ~20 s
+    if records and not why:
         try:
             jobs, answered = job_states(r["job_id"] for r in records.values()), True
         except SlurmError as e:
-            err_console.print(f"[yellow]Slurm did not answer ({e}); states from the run folders only[/yellow]")
+            why = str(e)
+    if why:
+        err_console.print(f"[yellow]Slurm does not answer ({escape(why)}); states from the run folders only: a "
+                          "run with a job and no result is `unknown`[/yellow]", soft_wrap=True)
     out = []
     for s in specs:
         state = _cell_state(s, results)
         if state in ("new", "unavailable", "not implemented"):
-            out.append((state if state != "new" else "pending", None, "", None))
+            out.append((state if state != "new" else "pending", None, "", None, None))
             continue
         store = RunStore(results / s.relpath())
         st = store.status()
         rec = records.get(store.dir)
         job = jobs.get(rec["job_id"]) if rec else None
         if rec:
-            state, error = slurm.run_state(store, st, job)
+            state, error = slurm.run_state(store, st, job, rec, answered)
             state = "partial" if state == "pending" and st.epoch else state
         else:
-            error = st.error
+            error = "its process is gone: `run` resumes it" if state == "interrupted" else st.error
         shown = "" if rec is None else f"{rec['job_id']} {job or 'ended'}" if answered else rec["job_id"]
-        out.append((state, st, shown, error))
+        out.append((state, st, shown, error, rec.get("log") if rec else None))
     return out
+
+
+def _fmt_eta(seconds: float) -> str:
+    """Seconds left as '~12 min' / '~1.5 h' ('' when unknown)."""
+    if seconds != seconds:
+        return ""
+    return f"~{seconds / 60:.0f} min" if seconds < 5400 else f"~{seconds / 3600:.1f} h"
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite)
     specs = filter_specs(expand(suite), args.only)
-    results = args.results or suite.results_path()
+    results = results_folder(suite, args.results)
     table = Table(title=f"suite {suite.name} in {results}/")
-    for col in ("run", "state", "epoch", "job", "error"):
-        table.add_column(col)
+    for col in ("run", "state", "epoch", "eval return", "ETA", "job"):
+        table.add_column(col, justify="right" if col in ("eval return", "ETA") else "left")
     counts: Counter[str] = Counter()
-    for s, (state, st, job, error) in zip(specs, _run_states(specs, results), strict=True):
+    logs, notes = [], []
+    for s, (state, st, job, error, log) in zip(specs, _run_states(specs, results), strict=True):
         counts[state] += 1
-        table.add_row(str(s.relpath()), state, f"{st.epoch}/{st.epochs}" if st else "-", job, error or "")
+        ret, left = RunStore(results / s.relpath()).progress(s.epochs) if st else (float("nan"), float("nan"))
+        eta = _fmt_eta(left) if state in ("running", "partial", "queued") else ""
+        table.add_row(str(s.relpath()), state, f"{st.epoch}/{st.epochs}" if st else "-",
+                      "" if ret != ret else f"{ret:,.1f}", eta, job)
+        if error:
+            notes.append(f"  {s.relpath()}: {error}")
+        if state in ("failed", "interrupted"):
+            logs.append(f"  {s.relpath()}: {results / s.relpath() / 'run.log'}" + (f", job log {log}" if log else ""))
     console.print(table)
+    if notes:
+        console.print("what the runs say:\n" + "\n".join(notes), soft_wrap=True, markup=False)
+    if logs:
+        console.print("logs of the runs that did not finish:\n" + "\n".join(logs), soft_wrap=True, markup=False)
     _print_preparation(results)
     console.print(", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
     return 0
@@ -485,18 +507,21 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def _print_preparation(results: Path) -> None:
     from dapbench.launch import slurm
-    from dapbench.launch.scheduler import SlurmError, job_states
+    from dapbench.launch.scheduler import SlurmError, job_states, unavailable
 
     records = slurm.prepare_records(results)
     if not records:
         return
+    states, answered = {}, False
     try:
-        states = job_states(r["job_id"] for r in records)
+        if not unavailable():
+            states, answered = job_states(r["job_id"] for r in records), True
     except SlurmError:
-        states = {}
+        pass
     for r in records:
         state = states.get(r["job_id"])
-        console.print(f"preparation job {r['job_id']} {state or 'ended'}: {r['what']}"
+        shown = state or ("ended" if answered else "state unknown")
+        console.print(f"preparation job {r['job_id']} {shown}: {r['what']}"
                       + (f" (log: {r['log']})" if state and state.state in ("FAILED", "TIMEOUT", "OUT_OF_MEMORY")
                          else ""), soft_wrap=True)
 
@@ -506,7 +531,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
     suite = load_suite(args.suite)
     specs = filter_specs(expand(suite), args.only)
-    results = args.results or suite.results_path()
+    results = results_folder(suite, args.results)
     ids = [r["job_id"] for s in specs if (r := slurm.read_record(results / s.relpath()))]
     if not args.only:
         ids += [r["job_id"] for r in slurm.prepare_records(results)]
@@ -514,9 +539,11 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         console.print(f"suite {suite.name}: no Slurm jobs recorded in {results}/; nothing to cancel")
         return 0
     scheduler.require()
-    active = sorted(j for j, st in scheduler.job_states(ids).items() if st.active)
-    scheduler.cancel(active)
-    console.print(f"suite {suite.name}: cancelled {len(active)} jobs" + (f" ({', '.join(active)})" if active else "")
+    active, stopping = slurm.cancel(ids)
+    console.print(f"suite {suite.name}: cancelled {len(active)} job{'s' * (len(active) != 1)}"
+                  + (f" ({', '.join(active)})" if active else "")
+                  + (f"; {len(stopping)} still stopping ({', '.join(stopping)}: COMPLETING until their processes "
+                     "exit; Slurm kills them after its KillWait)" if stopping else "")
                   + f"; finished epochs are kept: `{_suite_command(args, 'run')}` resumes the runs")
     return 0
 
@@ -546,13 +573,15 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 
 def cmd_algos(args: argparse.Namespace) -> int:
-    from dapbench.registry import PLANNED, algorithms, get_algorithm
+    from dapbench.registry import PLANNED, algorithms, broken, get_algorithm, provider
 
     names = [args.name] if args.name else list(algorithms())
     for n in names:
         cls = get_algorithm(n)
         needs = [w for w, f in (("a logged dataset", cls.needs_dataset), ("a prior", cls.needs_prior)) if f]
-        console.print(f"[bold]{n}[/bold]  {cls.__module__}.{cls.__qualname__}: {(cls.__doc__ or '').strip()}")
+        p = provider(n)
+        console.print(f"[bold]{n}[/bold]  {cls.__module__}.{cls.__qualname__} (from {escape(p.dist)} {p.version}): "
+                      f"{(cls.__doc__ or '').strip()}")
         console.print(f"  needs: {', '.join(needs) or 'nothing beyond the task'}")
         if cls.reconstruction:
             console.print(f"  [yellow]reconstruction:[/yellow] {cls.reconstruction}")
@@ -567,6 +596,8 @@ def cmd_algos(args: argparse.Namespace) -> int:
         for n, why in PLANNED.items():
             if n not in algorithms():
                 console.print(f"[dim]{n}  not implemented yet: {why}[/dim]")
+        for n, b in broken().items():  # installed, but failed to load or to pass the registry's checks
+            console.print(f"[red]{n}  broken[/red] (plug-in {escape(b.provider)}): {escape(b.error)}", soft_wrap=True)
     return 0
 
 

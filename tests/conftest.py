@@ -7,9 +7,14 @@ import sys
 import time
 from pathlib import Path
 
+import absl.logging
 import pandas as pd
 import pytest
 import yaml
+
+# rliable imports absl, whose logging handler keeps the sys.stderr of the moment it is created; under pytest that is
+# a capture file closed at the end of a test module, and a later log line (submitit's, at exit) then fails on it.
+absl.logging.get_absl_handler().python_handler.stream = sys.__stderr__
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "suites" / "smoke.yaml"

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from minari.data_collector import EpisodeBuffer
 
-from algorithms.ppo import PPO
 from dapbench import registry
 from dapbench.algorithm import Context
+from dapbench.api import PPO
 from dapbench.data.load import dapbench_metadata, load_transitions, open_dataset
 from dapbench.data.make import MakeRequest, make, medium_epoch
 from dapbench.tasks import get_task

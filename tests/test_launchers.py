@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from dapbench.results.store import RunStore
-from tests.conftest import cli, write_suite
+from tests.conftest import cli, run_and_kill, table, write_suite
 
 
 def test_local_pool_equals_debug(tmp_path: Path, capsys) -> None:
@@ -49,3 +49,27 @@ def test_status_counts(smoke_suite: Path, tmp_path: Path, capsys) -> None:
     assert cli("status", two, "--results", tmp_path) == 0
     out = capsys.readouterr().out
     assert "1 done, 1 pending" in out and "3/3" in out
+    last = table(tmp_path / "hopper" / "ppo" / "seed_0")["eval_return_mean"].iloc[-1]
+    assert f"{last:,.1f}" in out, "the latest evaluation return is shown"
+
+
+def test_status_says_a_killed_run_is_interrupted_with_its_latest_evaluation(smoke_suite: Path, tmp_path: Path,
+                                                                            capsys) -> None:
+    """A run killed after epoch 1 of 3: status says `run` resumes it and shows its latest evaluation return."""
+    run = tmp_path / "hopper" / "ppo" / "seed_0"
+    assert run_and_kill(smoke_suite, tmp_path, run, after_epoch=1) >= 1
+    capsys.readouterr()
+    assert cli("status", smoke_suite, "--results", tmp_path, "--only", "seed=0") == 0
+    out = capsys.readouterr().out
+    assert "interrupted" in out and "`run` resumes it" in out
+    assert f"{table(run)['eval_return_mean'].iloc[-1]:,.1f}" in out
+
+
+def test_progress_gives_the_latest_evaluation_and_the_time_left(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "run")
+    store.dir.mkdir(parents=True)
+    store.write_metrics([{"epoch": e, "eval_return_mean": 10.0 * e if e < 3 else float("nan"), "time_epoch_s": 12.0}
+                         for e in (1, 2, 3)])
+    assert store.progress(8) == (20.0, 5 * 12.0)  # the last evaluated epoch's return; 5 epochs left at 12 s
+    ret, left = RunStore(tmp_path / "none").progress(3)
+    assert ret != ret and left != left  # nothing to show, and no error

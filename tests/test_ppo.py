@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from algorithms.ppo import PPO, Agent, PPOConfig, gae
 from dapbench.algorithm import Context, Spaces
+from dapbench.api import PPO, Agent, PPOConfig, gae
 from dapbench.tasks import get_task
 from dapbench.training.env import TrainEnv
 from dapbench.training.normalize import RewardNormalizer, RunningMeanStd

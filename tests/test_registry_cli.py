@@ -14,6 +14,7 @@ from dapbench import registry
 from dapbench.errors import BadInputError
 from dapbench.registry import PLANNED, algorithms, get_algorithm
 from tests.conftest import REPO, builtin_algorithms, cli
+from tests.test_plugins import fresh_registry
 
 
 def test_ppo_is_registered() -> None:
@@ -80,7 +81,7 @@ def test_third_party_algorithm_through_entry_point(tmp_path: Path, monkeypatch) 
     pkg = tmp_path / "myalgo"
     pkg.mkdir()
     (pkg / "__init__.py").write_text(textwrap.dedent('''
-        from algorithms.ppo import PPO, PPOConfig
+        from dapbench.api import PPO, PPOConfig
 
         class MyConfig(PPOConfig):
             bonus: float = 1.0
@@ -94,10 +95,7 @@ def test_third_party_algorithm_through_entry_point(tmp_path: Path, monkeypatch) 
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: myalgo\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[dapbench.algorithms]\nmy-ppo = myalgo:MyPPO\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(registry, "_LOADED", False)
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-    monkeypatch.setattr(registry, "_PROVIDERS", dict(registry._PROVIDERS))
-    monkeypatch.setattr(registry, "_BROKEN", dict(registry._BROKEN))
+    fresh_registry(monkeypatch)
     reg = algorithms()
     assert "my-ppo" in reg and reg["my-ppo"].Config().bonus == 1.0
     assert registry.provider("my-ppo").dist == "myalgo" and registry.provider("my-ppo").version == "0.1"

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from algorithms.ppo import PPO
 from dapbench import registry
+from dapbench.api import PPO
 from dapbench.verify.gate import bootstrap_diff_ci, probability_of_improvement
 from tests.conftest import REPO, cli
 

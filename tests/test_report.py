@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+import itertools
 import os
 import re
 import shutil
@@ -154,7 +155,7 @@ def test_the_legend_covers_every_algorithm_and_step_ticks_are_readable(tmp_path:
     assert len(ticks) >= 2 and all(re.fullmatch(r"\d+(\.\d+)?k|0", t.get_text()) for t in ticks), \
         [t.get_text() for t in ticks]
     boxes = [t.get_window_extent(renderer) for t in ticks]
-    for a, b in zip(boxes, boxes[1:], strict=False):
+    for a, b in itertools.pairwise(boxes):
         assert a.x1 <= b.x0, f"tick labels overlap: {[t.get_text() for t in ticks]}"
     assert figures.steps_text(200_000) == "200k" and figures.steps_text(1_500_000) == "1.5M"
 

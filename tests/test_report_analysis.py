@@ -147,7 +147,7 @@ def test_incomplete_runs_are_dropped_with_a_warning_or_fail(tmp_path: Path) -> N
     text = "\n".join(res.warnings)
     assert "dropped 2 of 3 runs" in text
     assert "hopper/ppo/seed_1: failed at epoch 3/5: TrainingError: synthetic failure" in text
-    assert "hopper/ppo/seed_2: running (epoch 2/5)" in text
+    assert "hopper/ppo/seed_2: interrupted at epoch 2/5 (its process is gone; `run` resumes it)" in text
     assert res.runs.set_index("seed")["included"].to_dict() == {0: True, 1: False, 2: False}
     with pytest.raises(BadInputError, match=r"(?s)2 of 3 runs are not complete.*hopper/ppo/seed_1: failed"):
         load_results(tmp_path, missing="fail")

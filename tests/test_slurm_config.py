@@ -7,18 +7,47 @@ from pathlib import Path
 import pytest
 
 from dapbench.config import expand, load_suite, slurm_resources
+from dapbench.launch import scheduler, slurm
 from tests.conftest import REPO, cli, write_suite
 
 MUJOCO8 = REPO / "suites" / "mujoco8.yaml"
 
 
-def test_mujoco8_targets_slurm_with_more_time_for_humanoidstandup() -> None:
+def test_mujoco8_packs_one_cells_seeds_per_gpu_job() -> None:
     suite = load_suite(MUJOCO8)
     assert suite.launcher.name == "slurm"
     res = {s.task: slurm_resources(suite, s) for s in expand(suite)}
     assert res["humanoidstandup"].time_min > res["hopper"].time_min > res["swimmer"].time_min
-    assert all(r.gpus_per_node == 1 for r in res.values())
-    assert res["humanoidstandup"].mem_gb == 16 and res["swimmer"].mem_gb == 8  # overrides change only their fields
+    k = suite.launcher.runs_per_job
+    assert k == suite.seeds == 10, "a job trains one cell's 10 seeds"
+    assert all(r.gpus_per_node == 1 and r.cpus_per_task == k for r in res.values()), "one GPU, a core per run"
+    assert res["humanoidstandup"].mem_gb > res["swimmer"].mem_gb  # overrides change only their fields
+    specs = expand(suite)
+    arrays = slurm.plan(suite, {Path(s.relpath()): s for s in specs}, scheduler.DEFAULT_MAX_ARRAY_SIZE)
+    assert sum(len(a.jobs) for a in arrays) == len(specs) // k == 64
+    assert all(len({(d.parts[0], d.parts[1]) for d in pack}) == 1 for a in arrays for pack in a.jobs)
+
+
+def test_parallelism_unset_means_no_limit(tmp_path: Path, capsys) -> None:
+    """submitit writes --array=0-N%256 unless told: unset `parallelism` writes no % at all."""
+    suite = write_suite(tmp_path / "s.yaml", seeds=300, launcher={"name": "slurm"})
+    assert cli("run", suite, "--results", tmp_path / "results", "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert "--array=0-299 " in out and "%" not in out.split("sbatch options:")[1]
+    suite = write_suite(tmp_path / "p.yaml", seeds=300, launcher={"name": "slurm", "parallelism": 20})
+    assert cli("run", suite, "--results", tmp_path / "results", "--dry-run") == 0
+    assert "--array=0-299%20 " in capsys.readouterr().out
+
+
+def test_held_states_say_scontrol_release() -> None:
+    """Slurm's hold reasons (a failed launch requeued held, user and admin holds) are held, not queued."""
+    for state, reason in [("PENDING", "launch failed requeued held"), ("PENDING", "JobHeldUser"),
+                          ("PENDING", "JobHeldAdmin"), ("PENDING", "job requeued in held state"),
+                          ("REQUEUE_HOLD", "None")]:
+        assert scheduler.JobState(state, reason).held, (state, reason)
+    assert not scheduler.JobState("PENDING", "Priority").held and not scheduler.JobState("RUNNING", "held").held
+    hint = slurm.release_hint({"12_3": "launch failed requeued held"})
+    assert "`scontrol release 12_3`" in hint and "launch failed requeued held" in hint
 
 
 def test_overrides_replace_the_fields_they_give(tmp_path: Path) -> None:
@@ -42,6 +71,11 @@ BAD = {
                          ["launcher.resources.gpus", "unknown key", "allowed keys:", "gpus_per_node"]),
     "bad time": ({"launcher": {"name": "slurm", "resources": {"time_min": 0}}},
                  ["launcher.resources.time_min", "greater than 0"]),
+    "time within the warning": ({"overrides": [{"tasks": ["hopper"], "resources": {"time_min": 2}}]},
+                                ["overrides[0].resources.time_min", "2 min is shorter than the job's warning",
+                                 "--signal=USR2@90", "max_timeouts", "at least 3"]),
+    "bad packing": ({"launcher": {"name": "slurm", "runs_per_job": 0}},
+                    ["launcher.runs_per_job", "greater than 0"]),
     "reserved sbatch option": ({"launcher": {"name": "slurm", "resources": {"sbatch": {"time": "1:00:00"}}}},
                                ["launcher.resources.sbatch", "time: set by dapbench", "time_min"]),
     "bad override": ({"overrides": [{"tasks": ["hopper"], "resources": {"mem_gb": -4}}]},

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from algorithms.ppo import PPO, PPOConfig
 from algorithms.proposer import QHead
 from dapbench.algorithm import Context, Spaces
+from dapbench.api import PPO, PPOConfig
 from dapbench.diffusion.prior import ActionPrior, PriorConfig
 from dapbench.diffusion.sampler import SamplerConfig, sample
 from dapbench.tasks import get_task

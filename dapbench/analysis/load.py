@@ -24,12 +24,14 @@ import pyarrow.parquet as pq
 from dapbench.config import RunSpec, expand, load_suite
 from dapbench.errors import BadInputError, RunFolderError
 from dapbench.results.columns import read_declared
+from dapbench.results.provenance import algorithm_code_id
 from dapbench.results.store import RunStore
 
 MissingPolicy = Literal["fail", "drop"]
 IDENTITY = ["suite", "task", "algorithm", "label", "seed"]  # a run's identity columns, in the tidy table's order
 PROVENANCE_COLUMNS = ["attempts", "commits", "dirty", "dapbench_version", "torch_version", "gymnasium_version",
-                      "mujoco_version", "python", "run_device", "cpu", "gpu", "hostname", "slurm_job_id", "started"]
+                      "mujoco_version", "python", "run_device", "cpu", "gpu", "hostname", "slurm_job_id", "started",
+                      "algorithm_code"]
 SPEC_COLUMNS = ["total_steps", "horizon_steps", "steps_per_epoch", "evaluation_episodes", "evaluation_every",
                 "evaluation_deterministic", "device", "torch_threads", "dataset", "spec_hash"]
 
@@ -73,12 +75,14 @@ def _spec_fields(spec: RunSpec) -> dict[str, Any]:
 def _provenance(store: RunStore) -> dict[str, Any]:
     """A run's attempts summarised: code commits (with the dirty flag), packages and machine of the last."""
     if not store.provenance_path.exists():
-        return {"attempts": 0, "commits": "", "dirty": None}
+        return {"attempts": 0, "commits": "", "dirty": None, "algorithm_code": ""}
     try:
         attempts = json.loads(store.provenance_path.read_text())
         last = attempts[-1]
         commits = list(dict.fromkeys((a.get("code") or {}).get("commit") or "unknown" for a in attempts))
         dirty = any((a.get("code") or {}).get("dirty") for a in attempts)
+        # the algorithm's code per attempt (a plug-in's distribution and source hash); "A -> B": resumed under B
+        codes = list(dict.fromkeys(c for a in attempts if (c := algorithm_code_id(a.get("algorithm")))))
     except (ValueError, IndexError, KeyError, TypeError, AttributeError) as e:
         raise RunFolderError(f"{store.provenance_path}: corrupt provenance file ({type(e).__name__}: {e})") from None
     pkgs = last.get("packages") or {}
@@ -89,6 +93,7 @@ def _provenance(store: RunStore) -> dict[str, Any]:
         "python": last.get("python"), "run_device": last.get("device"), "cpu": last.get("cpu"),
         "gpu": last.get("gpu"), "hostname": last.get("hostname"),
         "slurm_job_id": last.get("slurm_job_id"), "started": attempts[0].get("started"),
+        "algorithm_code": " -> ".join(codes),
     }
 
 
@@ -111,7 +116,9 @@ def _read_run(store: RunStore, suite: str) -> tuple[dict[str, Any], pa.Table | N
                            "error": status.error, **_provenance(store)}
     if status.state != "done":
         row["reason"] = {"failed": f"failed at epoch {status.epoch}/{spec.epochs}: {status.error}",
-                         "running": f"running (epoch {status.epoch}/{spec.epochs})"}.get(
+                         "running": f"interrupted at epoch {status.epoch}/{spec.epochs} (its process is gone; "
+                                    "`run` resumes it)" if store.interrupted(status) else
+                                    f"running (epoch {status.epoch}/{spec.epochs})"}.get(
             status.state, f"pending (epoch {status.epoch}/{spec.epochs})")
         return row, None
     df = _read_table(store)
@@ -163,7 +170,8 @@ def load_results(roots: Path | str | Sequence[Path | str], missing: MissingPolic
     suite_name = load_suite(suite).name if suite else None
     for root in root_list:
         if not root.is_dir():
-            raise BadInputError(f"{root}: no such results folder")
+            raise BadInputError(f"{root}: " + ("a file, not a results folder" if root.exists() else
+                                            "no such results folder"))
         dirs = find_run_dirs(root)
         if not dirs:
             raise BadInputError(f"{root}: no run folders in it (a run folder holds spec.yaml; expected "
@@ -210,8 +218,9 @@ def load_results(roots: Path | str | Sequence[Path | str], missing: MissingPolic
 
 
 def _mixed_specs(runs: pd.DataFrame) -> list[str]:
-    """Cells (task x label) whose runs differ in budget, evaluation protocol or code commit: their seeds are
-    not alike."""
+    """Cells (task x label) whose runs differ in budget, evaluation protocol, code commit or algorithm code (a
+    plug-in's distribution and source), and runs resumed under changed algorithm code: their seeds are not
+    alike."""
     out = []
     cols = ["total_steps", "steps_per_epoch", "evaluation_episodes", "evaluation_every", "evaluation_deterministic"]
     for (task, label), g in runs.groupby(["task", "label"]):
@@ -223,5 +232,13 @@ def _mixed_specs(runs: pd.DataFrame) -> list[str]:
             by = "; ".join(f"{c or 'unknown'}: seeds {', '.join(str(s) for s in g.loc[g['commits'] == c, 'seed'])}"
                            for c in commits)
             out.append(f"{task}/{label}: its runs come from different code commits ({by})")
+        codes = g["algorithm_code"].fillna("")  # '' for runs made before dapbench recorded it: not compared
+        if codes[codes != ""].nunique() > 1:
+            by = "; ".join(f"{c}: seeds {', '.join(str(s) for s in g.loc[codes == c, 'seed'])}"
+                           for c in sorted(set(codes) - {""}))
+            out.append(f"{task}/{label}: its runs come from different algorithm code ({by})")
+        for seed, c in zip(g["seed"], codes, strict=True):
+            if " -> " in c:
+                out.append(f"{task}/{label}: seed {seed} was resumed under changed algorithm code ({c})")
     return out
 

@@ -7,6 +7,7 @@ dataset's order, the format offline and prior-training code consumes.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 from dapbench.errors import BadInputError
+from dapbench.naming import dataset_id_problem
 from dapbench.tasks.registry import TaskInfo
 
 
@@ -45,10 +47,20 @@ def local_dataset_ids() -> list[str]:
     return sorted(str(p.parent.parent.relative_to(root)) for p in root.rglob("data/metadata.json"))
 
 
+def check_id(dataset_id: str) -> str:
+    """`dataset_id` if it is a Minari id whose every part is a name (so it names a folder inside the datasets
+    folder and nothing else), else a DatasetError saying what an id is."""
+    why = dataset_id_problem(dataset_id)
+    if why:
+        raise DatasetError(why)
+    return dataset_id
+
+
 def open_dataset(dataset_id: str, make_hint: str | None = None):
     """The MinariDataset `dataset_id`, or a DatasetError naming it and how to make it."""
     import minari
 
+    check_id(dataset_id)
     if dataset_id not in local_dataset_ids():
         hint = f"; make it with `{make_hint}`" if make_hint else (
             "; make one with `python -m dapbench data make TASK --quality QUALITY`, or download a public one "
@@ -62,9 +74,8 @@ def open_dataset(dataset_id: str, make_hint: str | None = None):
 
 
 def _root() -> str:
-    from minari.storage.datasets_root_dir import get_dataset_path
-
-    return str(get_dataset_path())
+    """Minari's datasets folder, found as Minari finds it but without creating it (reading creates nothing)."""
+    return os.environ.get("MINARI_DATASETS_PATH") or os.path.join(os.path.expanduser("~"), ".minari", "datasets")
 
 
 def datasets_root() -> Path:
@@ -72,7 +83,7 @@ def datasets_root() -> Path:
 
 
 def dataset_path(dataset_id: str) -> Path:
-    return datasets_root() / dataset_id
+    return datasets_root() / check_id(dataset_id)
 
 
 def dapbench_metadata(ds) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from typing import Literal
 
 import numpy as np
 
-from dapbench.config import EvalConfig, RunSpec
+from dapbench.config import SEED_MAX, EvalConfig, RunSpec
 from dapbench.data.episodes import Episode, EpisodeRecorder, content_hash
 from dapbench.errors import BadInputError, DapbenchError
 from dapbench.naming import DEFAULT_STEPS, dataset_id, make_command
@@ -37,6 +37,7 @@ from dapbench.results.provenance import code_version
 from dapbench.results.store import RunStore
 from dapbench.tasks.registry import TaskInfo, get_task, reference_scores
 from dapbench.training.env import TrainEnv
+from dapbench.training.quiet import third_party_to
 from dapbench.training.trainer import build, execute, load_policy
 
 Quality = Literal["random", "medium", "replay", "expert"]
@@ -120,7 +121,19 @@ def _replay(store: RunStore, epochs: int) -> list[Episode]:
 
 
 def make(req: MakeRequest, force: bool = False, log=print) -> str:
-    """Make the dataset `req.id` (reusing it if it exists, unless `force`); returns its id."""
+    """Make the dataset `req.id` (reusing it if it exists, unless `force`); returns its id. Third-party warnings
+    (Minari's metadata advice, MuJoCo's) go to `make.log` in the dataset's folder, not the console."""
+    from dapbench.data.load import dataset_path
+
+    quiet: list[str] = []
+    with third_party_to(quiet.append):
+        out = _make(req, force, log)
+    if quiet and dataset_path(out).is_dir():
+        (dataset_path(out) / "make.log").write_text("".join(f"{line}\n" for line in quiet))
+    return out
+
+
+def _make(req: MakeRequest, force: bool, log) -> str:
     import minari
 
     from dapbench.data.load import local_dataset_ids
@@ -130,6 +143,16 @@ def make(req: MakeRequest, force: bool = False, log=print) -> str:
         raise BadInputError(f"unknown quality {req.quality!r}; allowed: {', '.join(QUALITIES)}")
     if req.steps <= 0:
         raise BadInputError(f"--steps must be positive (got {req.steps})")
+    if not 0 <= req.seed <= SEED_MAX:
+        raise BadInputError(f"--seed must be 0 to {SEED_MAX:,} (got {req.seed})")
+    if req.behaviour_steps is not None and req.behaviour_steps <= 0:
+        raise BadInputError(f"--behaviour-steps must be positive (got {req.behaviour_steps})")
+    root = Path(req.behaviour_root or BEHAVIOUR_ROOT)
+    for p in (root, *root.parents) if req.quality != "random" else ():
+        if p.exists():
+            if not p.is_dir():
+                raise BadInputError(f"{p}: the behaviour runs' folder {root} needs a folder there, and it is a file")
+            break
     if req.id in local_dataset_ids():
         if not force:
             log(f"{req.id} exists; reusing it (use --force to make it again)")

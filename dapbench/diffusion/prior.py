@@ -23,7 +23,8 @@ from torch import nn
 
 from dapbench.diffusion.edm import EDM, EDMConfig
 from dapbench.diffusion.nets import DenoiserConfig, DenoiserNet
-from dapbench.results.atomic import atomic_write
+from dapbench.errors import RunFolderError
+from dapbench.results.atomic import atomic_write, load_torch
 
 PRIOR_ROOT_ENV = "DAPBENCH_PRIORS"
 DEFAULT_PRIOR_ROOT = Path("results/priors")
@@ -124,6 +125,21 @@ def is_cached(task: str, dataset_id: str, cfg: PriorConfig, root: Path | None = 
     return (_folder(task, _data_hash(dataset_id), obs_dim, act_dim, cfg, root) / "prior.pt").exists()
 
 
+def _load(path: Path, folder: Path) -> dict[str, Any]:
+    """A cached prior, loaded as data only (a shared prior cache cannot run code in whoever loads it)."""
+    remedy = f"delete {folder} to train the prior again"
+    try:
+        blob = load_torch(path, "prior", remedy)
+    except RunFolderError:
+        raise
+    except Exception as e:
+        raise RunFolderError(f"{path}: corrupt prior ({type(e).__name__}: {' '.join(str(e).split())[:300]}); "
+                             f"{remedy}") from None
+    if not isinstance(blob, dict) or not {"state", "info", "obs_dim", "act_dim"} <= set(blob):
+        raise RunFolderError(f"{path}: corrupt prior (not what dapbench saves); {remedy}")
+    return blob
+
+
 def load_or_train(task: str, dataset_id: str, max_action: float, cfg: PriorConfig,
                   root: Path | None = None, log=None, data=None) -> tuple[ActionPrior, dict[str, Any]]:
     """The prior for (task, dataset, cfg): loaded from its cache folder, or trained once and saved there.
@@ -152,7 +168,7 @@ def load_or_train(task: str, dataset_id: str, max_action: float, cfg: PriorConfi
             torch.save({"state": prior.state_dict(), "info": info, "obs_dim": obs_dim, "act_dim": act_dim}, buf)
             atomic_write(path, lambda f: f.write(buf.getbuffer()))
             atomic_write(folder / "info.json", lambda f: f.write(json.dumps(info, indent=2).encode()))
-    blob = torch.load(path, map_location="cpu", weights_only=False)
+    blob = _load(path, folder)
     prior = ActionPrior(blob["obs_dim"], blob["act_dim"], max_action, cfg)
     prior.load_state_dict(blob["state"])
     prior.eval()

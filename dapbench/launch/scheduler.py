@@ -7,7 +7,9 @@ forgotten (where the cluster keeps accounting).
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterable
@@ -21,8 +23,11 @@ QUEUED = frozenset({"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_
 RUNNING = frozenset({"CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT"})
 # ends in which the job itself went wrong (a run that did not record its own failure failed this way)
 FAILED = frozenset({"FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "PREEMPTED"})
+# queued states in which Slurm waits for a person (`scontrol release`), whatever the reason says
+HELD = frozenset({"REQUEUE_HOLD", "SPECIAL_EXIT", "RESV_DEL_HOLD"})
 TIMEOUT_S = 60  # for squeue, sacct, scancel, sbatch
 PING_TIMEOUT_S = 20
+DEFAULT_MAX_ARRAY_SIZE = 1001  # Slurm's default MaxArraySize (the largest array index + 1)
 
 
 class SlurmError(DapbenchError):
@@ -46,12 +51,20 @@ class JobState:
     def queued(self) -> bool:
         return self.state in QUEUED
 
+    @property
+    def held(self) -> bool:
+        """Queued but held: Slurm will not start it until someone releases it (`scontrol release ID`). A
+        user or admin hold, `scontrol requeuehold`, and a job requeued after its launch failed (a node
+        failure: reason "launch failed requeued held")."""
+        return self.queued and (self.state in HELD or "held" in self.reason.lower())
+
     def __str__(self) -> str:
         return f"{self.state} ({self.reason})" if self.queued and self.reason not in ("", "None") else self.state
 
 
 def unavailable() -> str | None:
-    """Why no Slurm cluster can take jobs from here, or None when one answers."""
+    """Why no Slurm cluster can take jobs from here, or None when one answers (fast: `scontrol ping` gets
+    one answer from the controller, where squeue would retry for ~20 s)."""
     if shutil.which("sbatch") is None or shutil.which("srun") is None:
         return "sbatch not found"
     conf = os.environ.get("SLURM_CONF")
@@ -62,8 +75,12 @@ def unavailable() -> str | None:
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"scontrol ping failed: {e}"
     if out.returncode != 0 or " is UP" not in out.stdout:
-        lines = (out.stdout + out.stderr).strip().splitlines()
-        return f"no Slurm controller answers: {lines[-1] if lines else 'scontrol ping failed'}"
+        # `Slurmctld(primary) at HOST is DOWN`, then a banner of asterisks: keep the sentence, drop the banner
+        lines = [ln.strip() for ln in (out.stdout + out.stderr).splitlines() if ln.strip().strip("*").strip()
+                 and "RESTORE SLURMCTLD" not in ln]
+        where = f"SLURM_CONF={conf}" if conf else "the default slurm.conf"
+        said = "; ".join(lines) if lines else f"scontrol ping exited {out.returncode}"
+        return f"no Slurm controller answers: {said} (`scontrol ping`, {where})"
     return None
 
 
@@ -71,6 +88,17 @@ def require() -> None:
     why = unavailable()
     if why:
         raise SlurmUnavailable(f"no Slurm cluster here ({why})")
+
+
+@functools.cache
+def max_array_size() -> int | None:
+    """The cluster's MaxArraySize (an array's largest index + 1), or None when Slurm does not say."""
+    try:
+        out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=PING_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.search(r"^MaxArraySize\s*=\s*(\d+)", out.stdout, re.MULTILINE)
+    return int(m.group(1)) if out.returncode == 0 and m else None
 
 
 def _call(cmd: list[str]) -> subprocess.CompletedProcess:

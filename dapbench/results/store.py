@@ -8,9 +8,13 @@
     snapshots/        policy snapshots every `snapshot_every` epochs, when the spec asks for them
     run.log           the run's log lines
 
-Every file is written atomically; a spec that differs from the one already in the folder is an error.
-The checkpoint is the source of truth: it holds the metric rows up to its epoch, and `metrics.parquet`
-is rewritten from it, so a kill between the two writes loses nothing.
+Every file is written atomically (mode 0666 less the umask); a spec that differs from the one already in the
+folder is an error. The checkpoint is the source of truth: it holds the metric rows up to its epoch, and
+`metrics.parquet` is rewritten from it, so a kill between the two writes loses nothing. Checkpoints and
+snapshots are loaded as data only (`load_torch`): a run folder from someone else cannot run code.
+
+A run marked `running` whose process is gone (killed, its machine rebooted) is `interrupted`: on the machine
+that ran it, its pid no longer exists or nobody holds the folder's lock. `run` resumes it.
 """
 
 from __future__ import annotations
@@ -30,11 +34,12 @@ import torch
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from dapbench.config import RunSpec
+from dapbench.config import RunSpec, one_line_errors
 from dapbench.errors import RunFolderError
-from dapbench.results.atomic import atomic_write, atomic_write_text
+from dapbench.results.atomic import atomic_write, atomic_write_text, load_torch
 
 State = Literal["pending", "running", "done", "failed"]
+STATES = ("pending", "running", "done", "failed")
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser: ~10x faster, same result
 
 
@@ -83,20 +88,32 @@ class RunStore:
                     "(--results) or delete this run folder to start it afresh."
                 )
             return
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self._mkdir()
         body = {"hash": spec.hash, "spec": spec.model_dump(mode="json")}
         atomic_write_text(self.spec_path, yaml.safe_dump(body, sort_keys=False))
         if not self.status_path.exists():
             self.write_status(Status(epochs=spec.epochs))
 
+    def _mkdir(self) -> None:
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a file where a folder of the path should be, no permission, ...
+            raise RunFolderError(f"{self.dir}: cannot make the run folder ({e.strerror or e}: {e.filename or ''})"
+                                 ) from None
+
     def read_spec(self) -> RunSpec:
         try:
-            body = yaml.load(self.spec_path.read_text(), Loader=_SafeLoader)
+            body = yaml.load(self.spec_path.read_text(encoding="utf-8"), Loader=_SafeLoader)
             spec = RunSpec.model_validate(body["spec"])
         except FileNotFoundError:
             raise RunFolderError(f"{self.spec_path}: missing; {self.dir} is not a run folder") from None
-        except (yaml.YAMLError, KeyError, TypeError, ValidationError) as e:
-            raise RunFolderError(f"{self.spec_path}: corrupt spec ({type(e).__name__}: {e})".strip()) from None
+        except ValidationError as e:
+            raise RunFolderError(f"{self.spec_path}: corrupt spec ({one_line_errors(e)})") from None
+        except (yaml.YAMLError, KeyError, TypeError, ValueError) as e:  # ValueError: not UTF-8
+            raise RunFolderError(f"{self.spec_path}: corrupt spec ({type(e).__name__}: "
+                                 f"{' '.join(str(e).split())})") from None
+        except OSError as e:
+            raise RunFolderError(f"{self.spec_path}: cannot read the spec ({e.strerror or e})") from None
         if body.get("hash") != spec.hash:
             raise RunFolderError(
                 f"{self.spec_path}: stored hash {body.get('hash')} does not match its spec ({spec.hash}); "
@@ -109,16 +126,58 @@ class RunStore:
         if not self.status_path.exists():
             return Status()
         try:
-            return Status.model_validate_json(self.status_path.read_text())
-        except (ValidationError, ValueError) as e:
-            raise RunFolderError(f"{self.status_path}: corrupt status file ({e})") from None
+            raw = self.status_path.read_bytes()
+            body = json.loads(raw)
+        except OSError as e:
+            raise RunFolderError(f"{self.status_path}: cannot read the status file ({e.strerror or e})") from None
+        except ValueError as e:  # not JSON, not UTF-8, cut short
+            raise RunFolderError(f"{self.status_path}: corrupt status file (not JSON: {e}); delete it to mark "
+                                 "the run pending") from None
+        if isinstance(body, dict) and isinstance(body.get("state"), str) and body["state"] not in STATES:
+            raise RunFolderError(f"{self.status_path}: unknown state {body['state']!r} (this dapbench knows "
+                                 f"{', '.join(STATES)}); a newer dapbench may have written it: use that one, or "
+                                 "delete the file to mark the run pending")
+        try:
+            return Status.model_validate(body)
+        except ValidationError as e:
+            raise RunFolderError(f"{self.status_path}: corrupt status file ({one_line_errors(e)}); delete it to mark "
+                                 "the run pending") from None
+
+    def interrupted(self, status: Status | None = None) -> bool:
+        """Whether a run marked running has lost its process (killed, its machine rebooted), so that `run`
+        resumes it. Decided only on the machine that ran it: its pid is gone, or nobody holds the folder's lock.
+        A run marked running by another machine is taken at its word (its lock may be invisible from here)."""
+        st = status or self.status()
+        if st.state != "running" or (st.hostname and st.hostname != os.uname().nodename):
+            return False
+        if st.pid is not None and not _pid_alive(st.pid):
+            return True
+        return not self._locked()
+
+    def _locked(self) -> bool:
+        """Whether a process holds the run folder's lock (tested by taking it for an instant; creates nothing)."""
+        try:
+            fd = os.open(self.dir / ".lock", os.O_RDONLY)
+        except FileNotFoundError:
+            return False  # never locked: nothing trains it
+        except OSError:
+            return True  # cannot tell: assume the run is alive
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        finally:
+            os.close(fd)
 
     def write_status(self, status: Status) -> None:
         status.updated = datetime.now(UTC).isoformat(timespec="seconds")
         atomic_write_text(self.status_path, status.model_dump_json(indent=2) + "\n")
 
     def add_provenance(self, entry: dict[str, Any]) -> None:
-        attempts = json.loads(self.provenance_path.read_text()) if self.provenance_path.exists() else []
+        attempts = self.read_provenance()
         attempts.append(entry)
         atomic_write_text(self.provenance_path, json.dumps(attempts, indent=2) + "\n")
 
@@ -127,9 +186,14 @@ class RunStore:
         if not self.provenance_path.exists():
             return []
         try:
-            return json.loads(self.provenance_path.read_text())
+            attempts = json.loads(self.provenance_path.read_bytes())
+        except OSError as e:
+            raise RunFolderError(f"{self.provenance_path}: cannot read the provenance ({e.strerror or e})") from None
         except ValueError as e:
             raise RunFolderError(f"{self.provenance_path}: corrupt provenance ({e})") from None
+        if not isinstance(attempts, list) or not all(isinstance(a, dict) for a in attempts):
+            raise RunFolderError(f"{self.provenance_path}: corrupt provenance (not a list of attempts)")
+        return attempts
 
     # ----- metrics and checkpoints -----
     def write_metrics(self, rows: list[dict[str, Any]]) -> None:
@@ -143,6 +207,18 @@ class RunStore:
             raise RunFolderError(f"{self.metrics_path}: missing (the run has not finished an epoch)") from None
         except Exception as e:  # pyarrow raises several types for a damaged file
             raise RunFolderError(f"{self.metrics_path}: corrupt metrics table ({type(e).__name__}: {e})") from None
+
+    def progress(self, epochs: int) -> tuple[float, float]:
+        """(the latest evaluation return, seconds left at the mean epoch time so far) from the table; NaN where the
+        table does not say (no epoch yet, no evaluation, or unreadable: `status` must not fail on it)."""
+        try:
+            df = pd.read_parquet(self.metrics_path, columns=None)
+        except Exception:
+            return float("nan"), float("nan")
+        ev = df["eval_return_mean"].dropna() if "eval_return_mean" in df else pd.Series(dtype=float)
+        per_epoch = float(df["time_epoch_s"].mean()) if "time_epoch_s" in df and len(df) else float("nan")
+        left = max(0, epochs - len(df)) * per_epoch
+        return (float(ev.iloc[-1]) if len(ev) else float("nan")), left
 
     def snapshot_path(self, epoch: int) -> Path:
         return self.dir / "snapshots" / f"policy_epoch_{epoch:04d}.pt"
@@ -161,18 +237,23 @@ class RunStore:
     def load_checkpoint(self) -> dict[str, Any] | None:
         if not self.checkpoint_path.exists():
             return None
+        remedy = "delete it to restart the run from scratch"
         try:
-            return torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+            ckpt = load_torch(self.checkpoint_path, "checkpoint", remedy)
+        except RunFolderError:
+            raise
         except Exception as e:
-            raise RunFolderError(
-                f"{self.checkpoint_path}: corrupt checkpoint ({type(e).__name__}: {e}); delete it to restart "
-                "the run from scratch"
-            ) from None
+            raise RunFolderError(f"{self.checkpoint_path}: corrupt checkpoint ({type(e).__name__}: "
+                                 f"{' '.join(str(e).split())[:300]}); {remedy}") from None
+        if not isinstance(ckpt, dict):
+            raise RunFolderError(f"{self.checkpoint_path}: corrupt checkpoint (a {type(ckpt).__name__}, not a "
+                                 f"checkpoint); {remedy}")
+        return ckpt
 
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Hold an exclusive lock on the run folder (released by the OS if the process dies)."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self._mkdir()
         fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             try:
@@ -182,6 +263,18 @@ class RunStore:
             yield
         finally:
             os.close(fd)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return True  # not a process id (0 and -1 would ask about groups): do not guess
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # another user's process (or a pid this system cannot have: do not guess)
+    return True
 
 
 def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:

@@ -29,15 +29,22 @@ from dapbench.algorithm import Algorithm, Context, Spaces
 from dapbench.config import RunSpec
 from dapbench.errors import RunFolderError, TrainingError
 from dapbench.registry import get_algorithm
-from dapbench.results.atomic import atomic_write_text
+from dapbench.results.atomic import atomic_write_text, load_torch
 from dapbench.results.columns import DECLARED
-from dapbench.results.provenance import collect
+from dapbench.results.provenance import (
+    algorithm_changes,
+    algorithm_provenance,
+    collect,
+    describe_algorithm,
+    recorded_algorithm,
+)
 from dapbench.results.store import RunLocked, RunStore, Status
 from dapbench.tasks.reference import raw_env_rate
 from dapbench.tasks.registry import get_task
 from dapbench.training.env import TrainEnv
 from dapbench.training.evaluation import Evaluator
 from dapbench.training.memory import cuda_peak_mb, peak_rss_mb
+from dapbench.training.quiet import third_party_to
 
 CHECKPOINT_VERSION = 1
 
@@ -109,6 +116,18 @@ def _logger(store: RunStore, echo: bool) -> logging.Logger:
     return log
 
 
+def _file_only(log: logging.Logger):
+    """write(text): a WARNING line in the run's log file only (never echoed to the console)."""
+    files = [h for h in log.handlers if isinstance(h, logging.FileHandler)]
+
+    def write(text: str) -> None:
+        record = log.makeRecord(log.name, logging.WARNING, "", 0, text, None, None)
+        for h in files:
+            h.handle(record)
+
+    return write
+
+
 def execute(run_dir: str | Path, progress: bool = False, echo: bool = True) -> RunOutcome:
     """Run (or resume, or skip if done) the run in `run_dir`. Never raises for a failing run: the error
     is stored in the run's status and returned."""
@@ -121,7 +140,8 @@ def execute(run_dir: str | Path, progress: bool = False, echo: bool = True) -> R
                 return RunOutcome(str(run_dir), "done", status.epoch)
             log = _logger(store, echo=echo and not progress)
             try:
-                return _train(spec, store, log, progress)
+                with third_party_to(_file_only(log)):  # third-party warnings: run.log, not the console
+                    return _train(spec, store, log, progress)
             except Exception as e:
                 log.exception("run failed")
                 err = f"{type(e).__name__}: {e}"
@@ -167,14 +187,24 @@ def load_policy(run_dir: str | Path, epoch: int) -> Algorithm:
     if not path.exists():
         raise RunFolderError(f"{path}: no policy snapshot for epoch {epoch} (the run keeps one every "
                              f"{spec.snapshot_every or 'no'} epochs)")
+    remedy = f"delete the run folder {store.dir} to run it again"
+    try:
+        state = load_torch(path, "policy snapshot", remedy)
+    except RunFolderError:
+        raise
+    except Exception as e:
+        raise RunFolderError(f"{path}: corrupt policy snapshot ({type(e).__name__}: {' '.join(str(e).split())[:300]})"
+                             ) from None
     env, algo = build(spec, "cpu")
     env.close()
-    algo.load_policy_state_dict(torch.load(path, map_location="cpu", weights_only=False))
+    algo.load_policy_state_dict(state)
     return algo
 
 
 def _train(spec: RunSpec, store: RunStore, log: logging.Logger, progress: bool) -> RunOutcome:
     device = resolve_device(spec.device)
+    recorded = recorded_algorithm(store.read_provenance())  # the algorithm's code in the run's last attempt
+    get_algorithm(spec.algorithm, recorded=recorded)  # a plug-in uninstalled since: one error naming it
     env, algo = build(spec, device)
     evaluator = Evaluator(get_task(spec.task), spec.evaluation)
 
@@ -190,8 +220,15 @@ def _train(spec: RunSpec, store: RunStore, log: logging.Logger, progress: bool) 
         rows, start_epoch, wall = ckpt["rows"], ckpt["epoch"], ckpt["wall_clock_s"]
         store.write_metrics(rows)  # the checkpoint is the source of truth
         log.info("resumed from epoch %d", start_epoch)
+    code = algorithm_provenance(spec.algorithm)
+    # resumed under other algorithm code (as a new dapbench commit is): flagged here, in provenance and the report
+    changed = algorithm_changes(recorded, code) if ckpt is not None else []
+    for c in changed:
+        log.warning("resumed under changed code, epochs 1-%d were made with %s: %s", start_epoch,
+                    describe_algorithm(recorded), c)
     ref_rate = raw_env_rate(get_task(spec.task))  # per attempt: speed checks divide steps_per_s by it
-    store.add_provenance({**collect(device), "resumed_from_epoch": start_epoch, "ref_env_steps_per_s": ref_rate})
+    store.add_provenance({**collect(device), "algorithm": code, **({"algorithm_changed": changed} if changed else {}),
+                          "resumed_from_epoch": start_epoch, "ref_env_steps_per_s": ref_rate})
     store.write_status(Status(state="running", epoch=start_epoch, epochs=spec.epochs,
                               hostname=os.uname().nodename, pid=os.getpid()))
     declared = {k: m.as_json() for k, m in type(algo).declared_metrics().items()}

@@ -34,7 +34,7 @@ from pydantic import BaseModel, ValidationError
 from dapbench.errors import BadInputError, RunFolderError
 from dapbench.results.atomic import atomic_write_text
 from dapbench.results.columns import LEGACY, read_declared, timing_columns
-from dapbench.results.provenance import collect
+from dapbench.results.provenance import algorithm_changes, collect, recorded_algorithm
 from dapbench.results.store import RunStore
 from dapbench.verify.reproduce import compare_tables
 
@@ -67,6 +67,8 @@ class Cell(BaseModel):
     peak_rss_mb: list[float]
     audit: dict[str, list[float]] = {}  # gate "zero"/"small": max over epochs; "drift": mean over epochs
     gates: dict[str, dict[str, Any]] = {}  # the declared gate of each audit key (absent: the legacy table)
+    # per seed, the distribution that provided the algorithm's code (provenance.json; None: not recorded)
+    algorithm_code: list[dict[str, Any] | None] = []
 
 
 class Baseline(BaseModel):
@@ -125,7 +127,8 @@ def collect_results(results: Path) -> tuple[dict[str, Cell], list[str]]:
     """Cells of every finished run under `results`, and the problems (failed / unfinished / corrupt runs)."""
     results = Path(results)
     if not results.is_dir():
-        raise BadInputError(f"{results}: no such results folder")
+        raise BadInputError(f"{results}: " + ("a file, not a results folder" if results.exists() else
+                                               "no such results folder"))
     runs: dict[str, list[tuple[int, Any, dict]]] = {}
     problems: list[str] = []
     for spec_path in sorted(results.rglob("spec.yaml")):
@@ -139,7 +142,10 @@ def collect_results(results: Path) -> tuple[dict[str, Cell], list[str]]:
                 continue
             df = store.read_metrics()
             summary = summarize_run(df, read_declared(store.dir, df.columns))
-        except (RunFolderError, BadInputError) as e:
+            summary["algorithm_code"] = recorded_algorithm(store.read_provenance())
+        except RunFolderError:
+            raise  # a damaged run folder is bad input (exit 2), not a regression
+        except BadInputError as e:
             problems.append(str(e))
             continue
         runs.setdefault(f"{spec.task}/{spec.label}", []).append((spec.seed, spec, summary))
@@ -156,6 +162,7 @@ def collect_results(results: Path) -> tuple[dict[str, Cell], list[str]]:
             **{m: [s[m] for _, _, s in items] for m in ("final_return", "alc", "speed", "peak_rss_mb")},
             audit={k: [s["audit"][k] for _, _, s in items] for k in audit_keys},
             gates={k: items[0][2]["gates"][k] for k in audit_keys},
+            algorithm_code=[s["algorithm_code"] for _, _, s in items],
         )
     return cells, problems
 
@@ -185,6 +192,8 @@ def load_baseline(path: Path) -> Baseline:
         raise BadInputError(f"{path}: baseline file not found (create one with --update)") from None
     except (ValidationError, ValueError) as e:
         raise BadInputError(f"{path}: malformed baseline ({str(e).splitlines()[0]})") from None
+    except OSError as e:
+        raise BadInputError(f"{path}: cannot read the baseline ({e.strerror or type(e).__name__})") from None
 
 
 def _fmt(v: np.ndarray) -> str:
@@ -270,6 +279,10 @@ def run_check(results: Path, baseline_path: Path, tol: Tolerances, repeat: Path 
         notes.append(f"{key}: not in the baseline: not checked")
     for key in common:
         b, n = baseline.cells[key], cells[key]
+        old_code = dict(zip(b.seeds, b.algorithm_code, strict=False))
+        code = dict.fromkeys(c for seed, new in zip(n.seeds, n.algorithm_code, strict=False)
+                             for c in algorithm_changes(old_code.get(seed), new))
+        notes += [f"{key}: {c} since the baseline" for c in code]
         if b.spec_hashes != n.spec_hashes:
             notes.append(f"{key}: the run specs differ from the baseline's (seeds {n.seeds} vs {b.seeds}, or "
                          "config): compared statistically")

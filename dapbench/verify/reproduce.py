@@ -4,7 +4,10 @@ Contract: the run is re-executed in a scratch folder from `spec.yaml` alone (sam
 prior), and the new per-epoch table is compared with the stored one, every column except the machine-
 dependent timing ones (`timing_columns`). On the same software stack (the packages, Python and CPU in the
 stored provenance equal this machine's) the tables must be bit-identical; elsewhere a per-metric
-comparison within `rtol` is shown, since float results may legitimately differ across stacks.
+comparison within `rtol` is shown, since float results may legitimately differ across stacks. The algorithm's
+code is part of the stack: a plug-in's (or dapbench's own algorithms') distribution version, git commit, dirty
+flag and source hash in the stored provenance are compared with this machine's, and a change is named
+("algorithm code changed: plugin X 0.1 -> 0.2").
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import numpy as np
 import pandas as pd
 
 from dapbench.errors import RunFolderError
+from dapbench.registry import get_algorithm
 from dapbench.results.columns import timing_columns
+from dapbench.results.provenance import algorithm_changes, recorded_algorithm
 from dapbench.results.store import RunStore
 from dapbench.training.trainer import execute
 
@@ -65,9 +70,9 @@ def _stack(prov: dict) -> dict:
 
 
 def stack_changes(stored: dict, current: dict) -> list[str]:
-    """Human-readable differences between two software stacks (provenance entries)."""
+    """Human-readable differences between two software stacks (provenance entries), the algorithm's code first."""
     a, b = _stack(stored), _stack(current)
-    out = []
+    out = algorithm_changes(stored.get("algorithm"), current.get("algorithm"))
     for k in STACK_KEYS:
         if k == "packages":
             pa, pb = a[k] or {}, b[k] or {}
@@ -129,6 +134,7 @@ def reproduce(run_dir: str | Path, scratch: str | Path | None = None, rtol: floa
                              "only a finished run can be reproduced")
     stored = store.read_metrics()
     attempts = store.read_provenance()
+    get_algorithm(spec.algorithm, recorded=recorded_algorithm(attempts))  # an uninstalled plug-in: named here
     base = Path(scratch) if scratch else Path(tempfile.mkdtemp(prefix="dapbench-reproduce-"))
     new_store = RunStore(base / "run")
     if new_store.dir.exists():
@@ -141,7 +147,7 @@ def reproduce(run_dir: str | Path, scratch: str | Path | None = None, rtol: floa
                                  f"{outcome.error}")
         new = new_store.read_metrics()
         now = new_store.read_provenance()
-        changes = sorted({c for a in attempts for c in stack_changes(a, now[-1] if now else {})})
+        changes = list(dict.fromkeys(c for a in attempts for c in stack_changes(a, now[-1] if now else {})))
     finally:
         if not keep and scratch is None:
             shutil.rmtree(base, ignore_errors=True)

@@ -6,12 +6,14 @@
 #
 # DAPBENCH_SLURM_DIR (default /tmp/dapbench-slurm) and DAPBENCH_SLURM_PORT (slurmctld's port, default
 # 6817; slurmd uses the next one) choose the folder and ports, so two clusters can share a machine.
+# DAPBENCH_SLURM_MAX_ARRAY_SIZE (default 1001, Slurm's) sets MaxArraySize (tests split arrays on a small one).
 # env.sh sets SLURM_CONF and puts a small `sacct` first on PATH: this cluster keeps no accounting, and the
 # stand-in answers from squeue (finished jobs stay listed for an hour). Stop it with scripts/slurm/stop.sh.
 # Needs the Debian packages (scripts/slurm/install.sh). Facts behind each setting: docs/slurm.md.
 set -euo pipefail
 base="${DAPBENCH_SLURM_DIR:-/tmp/dapbench-slurm}"
 port="${DAPBENCH_SLURM_PORT:-6817}"
+case "${DAPBENCH_SLURM_MAX_ARRAY_SIZE:-1001}" in ''|*[!0-9]*) echo "error: DAPBENCH_SLURM_MAX_ARRAY_SIZE must be a number" >&2; exit 2 ;; esac
 here="$(cd "$(dirname "$0")" && pwd)"
 
 for exe in munged mungekey slurmctld slurmd sbatch; do
@@ -59,6 +61,7 @@ JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 MinJobAge=3600
 EnforcePartLimits=ALL
+MaxArraySize=${DAPBENCH_SLURM_MAX_ARRAY_SIZE:-1001}
 SchedulerParameters=batch_sched_delay=0,sched_interval=2
 ReturnToService=2
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$(get CPUs) Boards=$(get Boards) SocketsPerBoard=$(get SocketsPerBoard) CoresPerSocket=$(get CoresPerSocket) ThreadsPerCore=$(get ThreadsPerCore) RealMemory=$((mem * 9 / 10)) State=UNKNOWN
@@ -85,13 +88,24 @@ fi
 alive "$base/run/slurmctld.pid" slurmctld || { slurmctld -f "$conf"; started+=" slurmctld"; }
 alive "$base/run/slurmd.pid" slurmd || { slurmd -f "$conf"; started+=" slurmd"; }
 
+# Up: the node takes jobs (idle, mix, alloc) or is finishing some (comp: completing), possibly with a
+# suffix that does not stop it (sinfo: $ maintenance, @ reboot pending, ^ reboot issued, - planned). A node
+# left drained or down by an earlier run (e.g. "Kill task failed") is resumed: this is a test cluster.
+resumed=""
 for _ in $(seq 100); do
   state=$(sinfo -h -o %t 2>/dev/null | head -1 || true)
-  case "$state" in idle|mix|alloc)
-    what="already running"
-    [ -z "$started" ] || what="started:$started"
-    echo "slurm up ($what): node $(hostname -s) $state, SLURM_CONF=$conf"
-    exit 0 ;;
+  case "$state" in
+    idle|mix|alloc|comp|idle[\$@^-]|mix[\$@^-]|alloc[\$@^-]|comp[\$@^-])
+      what="already running"
+      [ -z "$started" ] || what="started:$started"
+      echo "slurm up ($what): node $(hostname -s) $state${resumed}, SLURM_CONF=$conf"
+      exit 0 ;;
+    drain|drng|down|drain[\$@^-]|down[\$@^-])
+      if [ -z "$resumed" ]; then
+        why=$(sinfo -h -N -o %E 2>/dev/null | head -1 || true)
+        scontrol update NodeName="$(hostname -s)" State=RESUME >/dev/null 2>&1 || true
+        resumed=" (was $state: ${why:-no reason}; resumed)"
+      fi ;;
   esac
   sleep 0.2
 done

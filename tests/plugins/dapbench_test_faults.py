@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from algorithms.ppo import PPO
+from dapbench.api import PPO
 
 
 def _run_seed_matches(algo_seed: int, seeds: str | None) -> bool:

@@ -1,4 +1,5 @@
 """The on-policy audit, run by the PPO base on every update of every PPO-family algorithm (docs/audit.md).
+Part of the algorithm API (`dapbench.api`).
 
 From each sample's `origin` in the batch PPO is about to learn from (0 = fresh on-policy):
   OGLR = ||grad_theta L_PPO(samples with origin != 0)|| / ||grad_theta L_PPO||,
