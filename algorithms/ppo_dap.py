@@ -26,8 +26,8 @@ in the PPO loss and GAE, ESS/K = mean_s (sum w)^2 / (K sum w^2), aux_grad_share 
 + ||g_aux||) on the actor, and prior_kl_drift between PET rounds on fixed probe states.
 The Q head, the proposals and PET are the family's `Proposer` (algorithms/proposer.py); OGLR, SPR and the
 behaviour log-prob gap come from the PPO base's audit (dapbench/api/audit.py).
-`leak_offline > 0` is the deliberately leaking configuration the audit must catch: offline transitions
-mixed into PPO's batch (origin 1) with one-step TD advantages. Never use it for results.
+The deliberately leaking configuration the audit must catch (offline transitions mixed into PPO's batch, origin
+`OFFLINE`) is not part of the method: it is the test plug-in `ppo-dap-leak` (tests/plugins/dapbench_test_faults.py).
 
 Defaults are the authors' code's (K, alpha_max, beta schedule, f, PET lr, LoRA rank, lambdas, m), which is
 otherwise not a reference (docs/algorithms.md); the rest are ours and documented there.
@@ -78,8 +78,7 @@ class PPODAPConfig(PPOConfig, ProposerConfig):
     lambda_kl: float = Field(5e-3, ge=0, description="soft KL-to-prior weight, 0 = off (authors' code)")
     proposal_frac: float = Field(1.0, gt=0, le=1, description="share of each rollout's states that get proposals "
                                  "and the auxiliary loss (1 = all, as the paper; < 1 trades signal for speed)")
-    leak_offline: float = Field(0.0, ge=0, description="AUDIT CHECK ONLY: offline samples mixed into PPO's "
-                                "batch, as a share of the rollout; breaks the on-policy guarantee")
+    RETIRED: ClassVar[dict[str, Any]] = {"leak_offline": 0.0}  # the leak check is a test plug-in now (ppo-dap-leak)
 
 
 @dataclass
@@ -168,10 +167,6 @@ class PPODAP(PPO):
         c = self.cfg
         self.proposer = Proposer(c, spaces, context, self.device)
         self.m = math.ceil(c.m_frac * c.K)
-        if c.leak_offline > 0:
-            from dapbench.data.load import load_transitions
-
-            self.offline = load_transitions(context.dataset).to(self.device)
 
     @property
     def prior(self):
@@ -207,29 +202,7 @@ class PPODAP(PPO):
             out = DAPBatch(**vars(batch), proposals=scatter_rows(selected, sub, n, 0.0),
                            prior_mu=scatter_rows(mu, sub, n, 0.0), prior_std=scatter_rows(std, sub, n, 1.0),
                            has_prop=scatter_rows(torch.ones(len(sub), device=self.device), sub, n, 0.0))
-        return self._leak(out) if c.leak_offline > 0 else out
-
-    def _leak(self, b: DAPBatch) -> DAPBatch:
-        """AUDIT CHECK ONLY: append offline transitions (origin 1) to PPO's batch, one-step TD advantages."""
-        off, c = self.offline, self.cfg
-        k = max(1, int(c.leak_offline * len(b)))
-        i = torch.as_tensor(self.rng.choice(len(off), k, replace=False), device=self.device)
-        obs = torch.as_tensor(self.obs_norm(off.obs[i].cpu().numpy()), device=self.device)
-        nxt = torch.as_tensor(self.obs_norm(off.next_obs[i].cpu().numpy()), device=self.device)
-        scale = float(np.sqrt(self.rew_norm.rms.var + self.rew_norm.eps)) if c.normalize_reward else 1.0
-        with torch.no_grad():
-            logp, _ = self.agent.log_prob_entropy(obs, off.actions[i])
-            v, v_next = self.agent.value(obs), self.agent.value(nxt)
-            adv = off.rewards[i] / scale + c.gamma * v_next * (1 - off.terminals[i]) - v
-            props, _, _ = self.proposer.propose(obs, off.obs[i])
-        never_acted = torch.full((k,), math.nan, dtype=torch.float64, device=self.device)
-        extra = DAPBatch(obs=obs, actions=off.actions[i], logprobs=logp, values=v, advantages=adv, returns=adv + v,
-                         origin=torch.full((k,), OFFLINE, dtype=torch.uint8, device=self.device),
-                         raw_obs=off.obs[i], behaviour_logprobs=never_acted, proposals=props[:, : self.m],
-                         prior_mu=props.mean(1), prior_std=props.std(1).clamp_min(1e-3),
-                         has_prop=None if b.has_prop is None else torch.ones(k, device=self.device))
-        return DAPBatch(**{f: None if getattr(b, f) is None else torch.cat([getattr(b, f), getattr(extra, f)])
-                           for f in vars(b)})
+        return out
 
     # ----- the actor's auxiliary loss -------------------------------------------------------------------
     def auxiliary_loss(self, mb: DAPBatch, mean: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:

@@ -85,9 +85,9 @@ class PPODiffAugConfig(PPODAPConfig):
 
     @model_validator(mode="after")
     def _no_auxiliary_loss(self) -> PPODiffAugConfig:
-        if self.lambda_aux or self.lambda_kl or self.leak_offline or self.proposal_frac != 1.0:
-            raise ValueError("ppo-diffaug has no auxiliary loss and no leak option: lambda_aux, lambda_kl and "
-                             "leak_offline must be 0 and proposal_frac 1")
+        if self.lambda_aux or self.lambda_kl or self.proposal_frac != 1.0:
+            raise ValueError("ppo-diffaug has no auxiliary loss: lambda_aux and lambda_kl must be 0 and "
+                             "proposal_frac 1")
         if self.guidance not in ("none", "gradient"):
             raise ValueError("ppo-diffaug: guidance is 'none' or 'gradient' (value filtering is `value_filter`)")
         return self

@@ -68,17 +68,36 @@ class AlgoConfig(BaseModel):
                 out[name] = extra["legacy"]
         return out
 
+    # Fields removed from the config after runs were made with them: {name: the value that meant "off"}. Stored specs
+    # keep them at that value, so their identity stays; any other value is refused (its behaviour is gone).
+    RETIRED: ClassVar[dict[str, Any]] = {}
+
+    @classmethod
+    def retired_fields(cls) -> dict[str, Any]:
+        """RETIRED of this class and its bases, less fields a subclass declares again."""
+        out: dict[str, Any] = {}
+        for k in reversed(cls.__mro__):
+            out.update(vars(k).get("RETIRED", {}))
+        return {k: v for k, v in out.items() if k not in cls.model_fields}
+
     def spec_dump(self) -> dict[str, Any]:
-        """The config as a run spec stores it: every field, except late fields holding their legacy value."""
+        """The config as a run spec stores it: every field, except late fields holding their legacy value, plus retired
+        fields at their "off" value (as specs made before their retirement hold them)."""
         body = self.model_dump(mode="json")
         for name, value in type(self).late_fields().items():
             if body.get(name) == _json(value):
                 body.pop(name)
-        return body
+        return {**body, **{k: _json(v) for k, v in type(self).retired_fields().items()}}
 
     @classmethod
     def from_spec(cls, stored: dict[str, Any]) -> AlgoConfig:
-        """The config of a stored run spec: late fields it lacks take their legacy value."""
+        """The config of a stored run spec: late fields it lacks take their legacy value; retired fields must hold
+        their "off" value and are dropped."""
+        stored = dict(stored)
+        for name, off in cls.retired_fields().items():
+            if name in stored and stored.pop(name) != _json(off):
+                raise ValueError(f"{cls.__name__}: field {name!r} was retired (only {off!r}, its 'off' value, is "
+                                 "accepted in stored specs); the run needs the code that had it")
         return cls.model_validate({**{k: v for k, v in cls.late_fields().items() if k not in stored}, **stored})
 
 

@@ -80,7 +80,7 @@ def test_every_ppo_family_algorithm_runs_the_on_policy_audit(name: str, dataset)
 
 
 def test_a_leaking_ppo_dap_shows_in_the_audit(dataset) -> None:  # noqa: F811
-    algo, env = _build("ppo-dap", dataset, leak_offline=0.25)
+    algo, env = _build("ppo-dap", dataset, cls=get_algorithm("ppo-dap-leak"))  # the test plug-in
     stats = algo.train_epoch(env, algo.cfg.num_steps)
     assert stats["spr"] == pytest.approx(64 / (256 + 64)) and stats["oglr"] > 0.05
     assert math.isinf(stats["behaviour_logp_gap"]), "offline actions were never acted by this policy"

@@ -18,6 +18,7 @@ from dapbench.data.make import MakeRequest, _write, collect
 from dapbench.diffusion.nets import DenoiserConfig
 from dapbench.diffusion.prior import PriorConfig, train_prior
 from dapbench.diffusion.sampler import FrozenDenoiser, SamplerConfig, sample
+from dapbench.registry import get_algorithm
 from dapbench.tasks import get_task
 from dapbench.training.env import TrainEnv
 from tests.conftest import cli, run_and_kill, table, write_suite
@@ -124,10 +125,10 @@ def test_ess_over_k_is_one_at_beta_zero_and_falls_as_beta_grows() -> None:
     assert ess[-1] < 0.2 and ess[-1] >= 0.1 - 1e-6  # collapse approaches 1/K
 
 
-def _algo(dataset: str, **cfg) -> tuple[PPODAP, TrainEnv]:
+def _algo(dataset: str, cls: type[PPODAP] = PPODAP, **cfg) -> tuple[PPODAP, TrainEnv]:
     env = TrainEnv(get_task("hopper"), seed=0)
-    config = PPODAPConfig(**{**TINY, **cfg})
-    return PPODAP(config, Spaces(11, 3, env.low, env.high), Context(10_000, 0, "cpu", dataset, "hopper")), env
+    config = cls.Config(**{**TINY, **cfg})
+    return cls(config, Spaces(11, 3, env.low, env.high), Context(10_000, 0, "cpu", dataset, "hopper")), env
 
 
 def test_pet_changes_only_adapter_parameters_and_the_adapter_is_checkpointed(bimodal_dataset) -> None:
@@ -179,7 +180,7 @@ def test_frozen_prior_has_no_pet_and_full_finetuning_trains_everything(bimodal_d
 
 def test_leaking_configuration_is_caught_by_the_audit(bimodal_dataset) -> None:
     real, env = _algo(bimodal_dataset)
-    leaky, env2 = _algo(bimodal_dataset, leak_offline=0.25)
+    leaky, env2 = _algo(bimodal_dataset, cls=get_algorithm("ppo-dap-leak"), leak_offline=0.25)  # the test plug-in
     s_real, s_leak = real.train_epoch(env, 512), leaky.train_epoch(env2, 512)
     assert s_real["oglr"] == 0.0 and s_real["spr"] == 0.0, "the real method is strictly on-policy"
     assert s_leak["spr"] == pytest.approx(64 / (256 + 64))
@@ -316,3 +317,18 @@ def test_a_pet_round_lowers_the_loss_on_its_pairs_and_stays_near_the_original_pr
     assert out["pet_loss_after"] < 0.99 * out["pet_loss_before"], out
     assert 0 < out["prior_kl_orig"] < PET_KL_BOUND, out
     assert out["prior_kl_drift"] == pytest.approx(out["prior_kl_orig"], rel=1e-4)  # the first round: same reference
+
+
+def test_the_leak_check_is_a_test_plug_in_and_old_specs_keep_their_identity() -> None:
+    """`leak_offline` left the method for the test plug-in `ppo-dap-leak`: a spec stored with it at 0 (every run
+    made before) reads back and keeps its hash; any other value is refused; a suite cannot set it."""
+    config = PPODAPConfig()
+    stored = config.spec_dump()
+    assert stored["leak_offline"] == 0.0, "specs keep the retired field at its 'off' value: same hash as before"
+    assert PPODAPConfig.from_spec(stored) == config
+    with pytest.raises(ValueError, match="'leak_offline' was retired"):
+        PPODAPConfig.from_spec({**stored, "leak_offline": 0.25})
+    with pytest.raises(ValueError, match="leak_offline"):
+        PPODAPConfig.model_validate({"leak_offline": 0.25})
+    leak = get_algorithm("ppo-dap-leak").Config()
+    assert leak.leak_offline > 0 and "leak_offline" in leak.spec_dump()
