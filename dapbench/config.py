@@ -255,6 +255,7 @@ class Suite(Strict):
     evaluation: EvalConfig = EvalConfig()
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     torch_threads: PositiveInt = 1
+    tensorboard: bool = False  # also write each run's epochs as TensorBoard events (a view: not the run's identity)
     overrides: list[Override] = Field(default_factory=list)
     launcher: LauncherConfig = LauncherConfig()
     dataset: DatasetId | None = None  # Minari id for algorithms that need logged data; default: the task's
@@ -311,6 +312,7 @@ class Suite(Strict):
 
 
 LATE_FIELDS: dict[str, Any] = {"horizon_steps": None}  # spec fields added after 0.1, with their defaults
+VIEW_FIELDS = ("tensorboard",)  # how a run is watched, never what it computes: outside its hash and identity
 
 
 class RunSpec(Strict):
@@ -329,6 +331,7 @@ class RunSpec(Strict):
     snapshot_every: NonNegativeInt = 0  # keep the policy every k epochs (0 = never); behaviour runs use 1
     dataset: DatasetId | None = None  # Minari id of the logged data, for algorithms that need one
     horizon_steps: PositiveInt | None = None  # the steps schedules are scaled to; None = total_steps
+    tensorboard: bool = False  # a view of the per-epoch table as TensorBoard events (VIEW_FIELDS: not hashed)
 
     @property
     def epochs(self) -> int:
@@ -344,7 +347,7 @@ class RunSpec(Strict):
         for k, default in LATE_FIELDS.items():  # fields added later enter the hash only when set
             if body.get(k) == default:
                 body.pop(k)
-        for k in drop:
+        for k in (*VIEW_FIELDS, *drop):
             body.pop(k, None)
         blob = json.dumps(body, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -956,6 +959,7 @@ def _cells(suite: Suite, tasks: list[str] | None = None):
                 "config": config,
                 "device": device,
                 "torch_threads": suite.torch_threads,
+                "tensorboard": suite.tensorboard,
                 "dataset": dataset,
             }, sources, ai, budget_at
 

@@ -41,6 +41,7 @@ from dapbench.results.provenance import (
 from dapbench.results.store import RunLocked, RunStore, Status
 from dapbench.tasks.reference import raw_env_rate
 from dapbench.tasks.registry import get_task
+from dapbench.training.board import EpochBoard
 from dapbench.training.env import TrainEnv
 from dapbench.training.evaluation import Evaluator
 from dapbench.training.memory import cuda_peak_mb, peak_rss_mb
@@ -236,6 +237,7 @@ def _train(spec: RunSpec, store: RunStore, log: logging.Logger, progress: bool) 
     atomic_write_text(store.dir / DECLARED, json.dumps({"algorithm": spec.algorithm, "columns": declared},
                                                        indent=2) + "\n")
     bar = _Progress(progress, f"{spec.task}/{spec.label}/seed {spec.seed}", spec.epochs, start_epoch, log)
+    board = EpochBoard(store.dir) if spec.tensorboard else None
     try:
         for epoch in range(start_epoch + 1, spec.epochs + 1):
             t0, env_t0, cpu0 = time.perf_counter(), env.env_time, time.process_time()
@@ -290,8 +292,12 @@ def _train(spec: RunSpec, store: RunStore, log: logging.Logger, progress: bool) 
             store.write_status(Status(state="running", epoch=epoch, epochs=spec.epochs,
                                       hostname=os.uname().nodename, pid=os.getpid()))
             bar.epoch(row)
+            if board is not None:
+                board.write(row)
     finally:
         bar.close()
+        if board is not None:
+            board.close()
         env.close()
         evaluator.close()
     store.write_status(Status(state="done", epoch=spec.epochs, epochs=spec.epochs, hostname=os.uname().nodename,
