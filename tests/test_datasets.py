@@ -9,12 +9,13 @@ import minari
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from minari.data_collector import EpisodeBuffer
 
 from dapbench import registry
 from dapbench.algorithm import Context
 from dapbench.api import PPO
-from dapbench.data.load import dapbench_metadata, load_transitions, open_dataset
+from dapbench.data.load import dapbench_metadata, header, load_transitions, observations_at, open_dataset
 from dapbench.data.make import MakeRequest, make, medium_epoch
 from dapbench.tasks import get_task
 from tests.conftest import cli, write_suite
@@ -90,6 +91,17 @@ def test_loading_into_the_training_format(made) -> None:
     assert (t.actions.abs() <= 1).all()
 
 
+def test_header_and_probe_rows_without_minari(made) -> None:
+    """The header (metadata.json alone) and the arrow reader of probe rows give what Minari's reader gives,
+    bit for bit: rows linspace(0, N - 1, n) of the flat transitions."""
+    for q in ("replay", "expert"):
+        h, t = header(made[q]), load_transitions(made[q])
+        assert (h.obs_dim, h.act_dim, h.total_steps, h.arrow) == (11, 3, len(t), True)
+        assert h.dapbench["content_hash"] == dapbench_metadata(open_dataset(made[q]))["content_hash"]
+        rows = torch.linspace(0, len(t) - 1, 257).long()
+        assert torch.equal(observations_at(made[q], 257), t.obs[rows])
+
+
 def test_same_command_same_content_hash(made, data_dirs) -> None:
     for q in ("random", "medium"):
         first = dapbench_metadata(open_dataset(made[q]))["content_hash"]
@@ -129,6 +141,8 @@ def test_a_public_minari_dataset_loads_the_same_way(data_dirs, capsys) -> None:
     assert "matches task hopper" in capsys.readouterr().out
     t = load_transitions("mujoco/hopper/medium-v0", get_task("hopper"))
     assert t.obs.shape[1] == 11 and t.actions.shape[1] == 3 and len(t) > 0
+    assert not header("mujoco/hopper/medium-v0").arrow  # HDF5: probe rows through Minari's reader
+    assert torch.equal(observations_at("mujoco/hopper/medium-v0", 9), t.obs[torch.linspace(0, len(t) - 1, 9).long()])
 
 
 def test_missing_dataset_names_the_command(data_dirs, capsys) -> None:

@@ -91,6 +91,38 @@ def dapbench_metadata(ds) -> dict[str, Any]:
     return json.loads(raw) if raw else {}
 
 
+@dataclass(frozen=True)
+class Header:
+    """What a run needs to know about a dataset without loading it: the spaces' sizes, its length, dapbench's
+    metadata (content hash, behaviour run), and whether its episodes can be read column by column (arrow)."""
+
+    obs_dim: int
+    act_dim: int
+    total_steps: int
+    total_episodes: int
+    arrow: bool
+    dapbench: dict[str, Any]
+
+
+def header(dataset_id: str, make_hint: str | None = None) -> Header:
+    """The dataset's header, read from Minari's `data/metadata.json` alone (no Minari import, no episode read:
+    a run that only loads a cached prior and probe states keeps Minari's ~100 MB of reader state out of its RSS).
+    The same missing-dataset error as `open_dataset`."""
+    check_id(dataset_id)
+    path = dataset_path(dataset_id) / "data" / "metadata.json"
+    if not path.is_file():
+        open_dataset(dataset_id, make_hint)  # raises the missing-dataset error with its remedy
+    try:
+        m = json.loads(path.read_text())
+        obs, act = json.loads(m["observation_space"]), json.loads(m["action_space"])
+        (obs_dim,), (act_dim,) = obs["shape"], act["shape"]
+        return Header(int(obs_dim), int(act_dim), int(m["total_steps"]), int(m["total_episodes"]),
+                      m.get("data_format") == "arrow", json.loads(m["dapbench"]) if m.get("dapbench") else {})
+    except Exception as e:
+        raise DatasetError(f"dataset {dataset_id!r}: unreadable metadata {path} ({type(e).__name__}: {e}); make or "
+                           "download it again") from None
+
+
 def _episodes(dataset_id: str, ds):
     try:
         yield from ds.iterate_episodes()
@@ -154,10 +186,13 @@ def validate(dataset_id: str, task: TaskInfo | None = None) -> dict[str, Any]:
 
 def observations_at(dataset_id: str, n: int) -> torch.Tensor:
     """n observations evenly spaced over the dataset's transitions: the rows linspace(0, N - 1, n) of
-    `load_transitions(...).obs`, read one episode at a time (no full copy of the dataset in memory)."""
+    `load_transitions(...).obs`, read one episode at a time (no full copy of the dataset in memory). Arrow
+    datasets (ours) are read with pyarrow, only the observation column of the episodes that hold a wanted row."""
+    head = header(dataset_id)
+    want = torch.linspace(0, head.total_steps - 1, n).long().numpy()
+    if head.arrow:
+        return torch.from_numpy(_arrow_observations(dataset_id, head, want))
     ds = open_dataset(dataset_id)
-    total = int(ds.total_steps)
-    want = torch.linspace(0, total - 1, n).long().numpy()
     out, start = [], 0
     for ep in _episodes(dataset_id, ds):
         T = len(ep.rewards)
@@ -166,6 +201,35 @@ def observations_at(dataset_id: str, n: int) -> torch.Tensor:
             out.append(np.asarray(ep.observations, dtype=np.float32)[hit])
         start += T
     return torch.from_numpy(np.concatenate(out))
+
+
+def _arrow_observations(dataset_id: str, head: Header, want: np.ndarray) -> np.ndarray:
+    """Rows `want` of the flat transition observations, from episode folders data/0, data/1, ... (Minari's order)."""
+    import pyarrow as pa
+
+    root = dataset_path(dataset_id) / "data"
+    out, start, i = [], 0, 0
+    try:
+        for e in range(head.total_episodes):
+            files = sorted((root / str(e)).glob("*.arrow"))  # memory-mapped: only the rows taken are read
+            col = pa.chunked_array([c for f in files for c in
+                                    pa.ipc.open_file(pa.memory_map(str(f))).read_all().column("observations").chunks])
+            T = len(col) - 1  # an episode of T steps holds T + 1 observations
+            hit = want[(want >= start) & (want < start + T)] - start
+            if len(hit):
+                rows = col.take(pa.array(hit)).combine_chunks().flatten().to_numpy(zero_copy_only=False)
+                out.append(rows.reshape(len(hit), head.obs_dim).astype(np.float32))
+                i += len(hit)
+            start += T
+            if i == len(want):
+                break
+    except Exception as e:
+        raise DatasetError(f"dataset {dataset_id!r}: cannot read its episodes ({type(e).__name__}: {e}); the "
+                           "data files are damaged: make or download it again") from None
+    if i != len(want):
+        raise DatasetError(f"dataset {dataset_id!r}: its episodes hold {start} steps, its metadata says "
+                           f"{head.total_steps}; make or download it again")
+    return np.concatenate(out)
 
 
 def load_transitions(dataset_id: str, task: TaskInfo | None = None, device: str = "cpu") -> Transitions:
