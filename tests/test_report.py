@@ -132,6 +132,11 @@ def test_report_numbers_and_provenance(report: Path) -> None:
     iqm = aggs[(aggs["scope"] == f"normalised {final}") & (aggs["metric"] == "IQM")].set_index("algorithm")
     assert (iqm["ci_low"] <= iqm["point"]).all() and (iqm["point"] <= iqm["ci_high"]).all()
     assert iqm.loc["abppo", "point"] > iqm.loc["ppo", "point"], "the synthetic skill order shows"
+    # every table of the page beside it as CSV, cell text as printed
+    final_t = pd.read_csv(report / "tables" / "final.csv", dtype=str)
+    assert f"{g.mean():,.1f} ± {g.std(ddof=1):,.1f}" in final_t.to_numpy().ravel().tolist()
+    claims = pd.read_csv(report / "tables" / "claims.csv", dtype=str)
+    assert len(claims) >= 4 and all(str(v) in html for v in claims.iloc[:, 0])
 
 
 # ----- figures people read at a glance, and numbers in every report ----------------------------------------------

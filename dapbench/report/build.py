@@ -3,8 +3,9 @@
 Steps: load the run folders (tidy table, missing-run policy) -> per-run metrics -> normalised scores ->
 rliable aggregates (stratified bootstrap over runs, fixed seed) -> figures (base64 PNG) and tables ->
 `report.html` (Jinja2) -> `report.pdf` (WeasyPrint, same HTML). Beside them: `runs.csv` (every run's
-metrics and provenance, one row per run) and `aggregates.csv` (every interval estimate), so each number in
-the report can be traced to run folders and code versions.
+metrics and provenance, one row per run), `aggregates.csv` (every interval estimate) and `tables/<name>.csv`
+(every table of the page as printed: claims and seeds needed included), so each number in the report can be
+traced to run folders and code versions, and two builds compared.
 """
 
 from __future__ import annotations
@@ -367,12 +368,13 @@ def build_report(opts: ReportOptions, console: Console | None = None) -> ReportO
             atomic_write_text(opts.out / "runs.csv", runs.to_csv(index=False))
             atomic_write_text(opts.out / "aggregates.csv", pd.DataFrame(agg_rows, columns=[
                 "scope", "algorithm", "metric", "point", "ci_low", "ci_high"]).to_csv(index=False))
+            written = _write_tables(tables, opts.out / "tables")
         pdf_path, pages = None, 0
         with steps.step("PDF"):
             if opts.pdf:
                 pdf_path = opts.out / "report.pdf"
                 pages = write_pdf(html, pdf_path)
-    for f in ("report.html", "report.pdf", "runs.csv", "aggregates.csv"):  # atomic writes create them 0600
+    for f in ("report.html", "report.pdf", "runs.csv", "aggregates.csv", *written):  # atomic writes make them 0600
         if (opts.out / f).exists():
             (opts.out / f).chmod(0o644)
     return ReportOutput(html_path, pdf_path, pages, res.warnings, len(figs), steps.seconds)
@@ -509,6 +511,22 @@ def render(context: dict[str, Any]) -> str:
     env = Environment(loader=PackageLoader("dapbench.report", "templates"), autoescape=select_autoescape(["j2"]),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     return env.get_template("report.html.j2").render(**context)
+
+
+def _write_tables(tables: dict[str, Table], folder: Path) -> list[str]:
+    """Every table of the page as `tables/<name>.csv`, cell text as printed (the claims and seeds-needed tables
+    included), so the page's numbers can be diffed between two builds. Files of tables a build no longer has
+    are removed. Returns the paths written, relative to the report folder."""
+    folder.mkdir(exist_ok=True)
+    for old in folder.glob("*.csv"):
+        if old.stem not in tables:
+            old.unlink()
+    out = []
+    for name, t in tables.items():
+        rows = [[c.text for c in r] for r in t.rows]
+        atomic_write_text(folder / f"{name}.csv", pd.DataFrame(rows, columns=t.header).to_csv(index=False))
+        out.append(f"tables/{name}.csv")
+    return out
 
 
 def write_pdf(html: str, path: Path) -> int:
