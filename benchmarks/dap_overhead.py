@@ -30,8 +30,8 @@ def _run(spec_json: str) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from dapbench.config import RunSpec
     from dapbench.results.store import RunStore
+    from dapbench.suite import RunSpec
     from dapbench.training.trainer import execute
 
     spec = RunSpec.model_validate_json(spec_json)
@@ -63,8 +63,8 @@ def _run(spec_json: str) -> dict:
 
 
 def _spec(task: str, algorithm: str, steps: int, seed: int, dataset: str | None, overrides: dict):
-    from dapbench.config import EvalConfig, RunSpec
     from dapbench.registry import get_algorithm
+    from dapbench.suite import EvalConfig, RunSpec
 
     cfg = get_algorithm(algorithm).Config.model_validate(overrides if algorithm == "ppo-dap" else {})
     return RunSpec(task=task, algorithm=algorithm, label=algorithm, seed=seed, total_steps=steps,

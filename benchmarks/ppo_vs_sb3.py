@@ -36,8 +36,8 @@ EPOCH = 5000
 # ----- dapbench ---------------------------------------------------------------------------------------------
 def dapbench_run(task: str, seed: int, steps: int, eval_every: int, eval_episodes: int) -> dict:
     """Returns steps/s of training (evaluation excluded) and the evaluation curve."""
-    from dapbench.config import EvalConfig, RunSpec
     from dapbench.results.store import RunStore
+    from dapbench.suite import EvalConfig, RunSpec
     from dapbench.training.trainer import execute
 
     spe = EPOCH if eval_every else steps  # speed mode: one epoch, so every rollout is updated, as in SB3
@@ -64,7 +64,7 @@ def sb3_run(task: str, seed: int, steps: int, eval_every: int, eval_episodes: in
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
-    from dapbench.config import EvalConfig
+    from dapbench.suite import EvalConfig
     from dapbench.tasks import get_task
 
     info = get_task(task)

@@ -15,9 +15,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from dapbench.config import RunSpec, expand, filter_specs, load_suite, results_folder, unavailable_reason
 from dapbench.errors import BadInputError, DapbenchError
 from dapbench.results.store import RunStore
+from dapbench.suite import RunSpec, expand, filter_specs, load_suite, results_folder, unavailable_reason
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, highlight=False)

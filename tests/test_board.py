@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # the dev extra installs it
 
-from dapbench.config import expand, load_suite
 from dapbench.results.store import RunStore
+from dapbench.suite import expand, load_suite
 from tests.conftest import cli, table, write_suite
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dapbench.config import expand, load_suite
 from dapbench.results.provenance import cpu_model
 from dapbench.results.store import RunStore
+from dapbench.suite import expand, load_suite
 from dapbench.verify.reproduce import reproduce
 from tests.conftest import REPO, cli, table, write_suite
 from tests.test_baselines import DAP_TINY, dataset  # noqa: F401  (the logged-data fixture)

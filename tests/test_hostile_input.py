@@ -317,7 +317,7 @@ def test_a_results_path_with_a_control_character_is_refused(tmp_path: Path, caps
 
 def test_a_bom_and_anchors_are_still_fine(tmp_path: Path) -> None:
     """Strict is not hostile to ordinary YAML: a UTF-8 byte-order mark, anchors and merge keys load."""
-    from dapbench.config import expand, load_suite
+    from dapbench.suite import expand, load_suite
 
     suite = tmp_path / "ok.yaml"
     suite.write_bytes(b"\xef\xbb\xbf" + (HEAD + "algorithms:\n  - &p {name: ppo, config: {gamma: 0.9}}\n"

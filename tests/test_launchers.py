@@ -30,7 +30,7 @@ def test_local_pool_equals_debug(tmp_path: Path, capsys) -> None:
 def test_a_run_held_by_another_process_is_not_started_twice(smoke_suite: Path, tmp_path: Path, capsys) -> None:
     assert cli("run", smoke_suite, "--results", tmp_path, "--only", "seed=99") == 2  # no such cell
     capsys.readouterr()
-    from dapbench.config import expand, load_suite
+    from dapbench.suite import expand, load_suite
 
     spec = expand(load_suite(smoke_suite))[0]
     store = RunStore(tmp_path / spec.relpath())

@@ -181,7 +181,7 @@ def test_a_name_two_distributions_register_names_both(site, monkeypatch, capsys)
 
 
 def test_validating_a_suite_imports_only_the_algorithms_it_names() -> None:
-    code = ("import sys; from dapbench.config import load_suite, expand; expand(load_suite('suites/smoke.yaml')); "
+    code = ("import sys; from dapbench.suite import load_suite, expand; expand(load_suite('suites/smoke.yaml')); "
             "print(sorted(m for m in sys.modules if m.startswith('algorithms.')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "['algorithms.ppo']"

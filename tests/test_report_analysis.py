@@ -28,9 +28,9 @@ from dapbench.analysis.normalise import load_table
 from dapbench.analysis.power import detectability, z_sum
 from dapbench.analysis.scores import common_tasks, curve_arrays, score_matrices
 from dapbench.analysis.synthetic import write_run
-from dapbench.config import expand, load_suite
 from dapbench.errors import BadInputError, RunFolderError
 from dapbench.results.store import RunStore, Status
+from dapbench.suite import expand, load_suite
 from dapbench.tasks.registry import TASKS
 from tests.conftest import REPO, cli, write_suite
 

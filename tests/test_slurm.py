@@ -177,7 +177,7 @@ def test_gpu_options_reach_the_submission_script(tmp_path: Path, capsys) -> None
 
 
 def load_resources(suite: Path):
-    from dapbench.config import load_suite
+    from dapbench.suite import load_suite
 
     return load_suite(suite).launcher.resources
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from dapbench.config import expand, load_suite, slurm_resources
 from dapbench.launch import scheduler, slurm
+from dapbench.suite import expand, load_suite, slurm_resources
 from tests.conftest import REPO, cli, write_suite
 
 MUJOCO8 = REPO / "suites" / "mujoco8.yaml"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from dapbench.config import expand, load_suite
 from dapbench.registry import get_algorithm
+from dapbench.suite import expand, load_suite
 from tests.conftest import REPO, cli, write_suite
 
 CASES = {

@@ -21,11 +21,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dapbench.config import RunSpec, expand, load_suite
 from dapbench.errors import BadInputError, RunFolderError
 from dapbench.results.columns import read_declared
 from dapbench.results.provenance import algorithm_code_id
 from dapbench.results.store import RunStore
+from dapbench.suite import RunSpec, expand, load_suite
 
 MissingPolicy = Literal["fail", "drop"]
 IDENTITY = ["suite", "task", "algorithm", "label", "seed"]  # a run's identity columns, in the tidy table's order

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dapbench.config import EvalConfig, RunSpec
 from dapbench.results.store import RunStore, Status
+from dapbench.suite import EvalConfig, RunSpec
 
 SYNTHETIC_COMMIT = "synthetic0000"
 

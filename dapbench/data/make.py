@@ -28,13 +28,13 @@ from typing import Literal
 
 import numpy as np
 
-from dapbench.config import SEED_MAX, EvalConfig, RunSpec
 from dapbench.data.episodes import Episode, EpisodeRecorder, content_hash
 from dapbench.errors import BadInputError, DapbenchError
 from dapbench.naming import DEFAULT_STEPS, dataset_id, make_command
 from dapbench.registry import get_algorithm
 from dapbench.results.provenance import code_version
 from dapbench.results.store import RunStore
+from dapbench.suite import SEED_MAX, EvalConfig, RunSpec
 from dapbench.tasks.registry import TaskInfo, get_task, reference_scores
 from dapbench.training.env import TrainEnv
 from dapbench.training.quiet import third_party_to

@@ -47,13 +47,13 @@ from typing import Any
 
 from submitit.helpers import Checkpointable
 
-from dapbench.config import DatasetEntry, RunSpec, SlurmResources, Suite, slurm_resources
 from dapbench.errors import BadInputError, RunFolderError, TrainingError
 from dapbench.launch import scheduler
 from dapbench.launch.scheduler import JobState, SlurmError
 from dapbench.results.atomic import atomic_write_text
 from dapbench.results.provenance import SNAPSHOT_FILE, code_version
 from dapbench.results.store import RunLocked, RunStore, Status
+from dapbench.suite import DatasetEntry, RunSpec, SlurmResources, Suite, slurm_resources
 
 SUBMIT_FOLDER = ".slurm"  # under the results folder: submitit's files and logs, code snapshots, preparation
 RECORD = "slurm.json"  # in a run folder: the run's latest job

@@ -34,9 +34,9 @@ import torch
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from dapbench.config import RunSpec, one_line_errors
 from dapbench.errors import RunFolderError
 from dapbench.results.atomic import atomic_write, atomic_write_text, load_torch
+from dapbench.suite import RunSpec, one_line_errors
 
 State = Literal["pending", "running", "done", "failed"]
 STATES = ("pending", "running", "done", "failed")

@@ -8,7 +8,7 @@ import time
 import numpy as np
 
 from dapbench.algorithm import Algorithm
-from dapbench.config import EvalConfig
+from dapbench.suite import EvalConfig
 from dapbench.tasks.registry import TaskInfo
 
 

@@ -26,7 +26,6 @@ import numpy as np
 import torch
 
 from dapbench.algorithm import Algorithm, Context, Spaces
-from dapbench.config import RunSpec
 from dapbench.errors import RunFolderError, TrainingError
 from dapbench.registry import get_algorithm
 from dapbench.results.atomic import atomic_write_text, load_torch
@@ -39,6 +38,7 @@ from dapbench.results.provenance import (
     recorded_algorithm,
 )
 from dapbench.results.store import RunLocked, RunStore, Status
+from dapbench.suite import RunSpec
 from dapbench.tasks.reference import raw_env_rate
 from dapbench.tasks.registry import get_task
 from dapbench.training.board import EpochBoard
