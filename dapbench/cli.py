@@ -6,31 +6,69 @@ Exit codes: 0 success, 1 some run failed, 2 bad input (nothing was started).
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib
+import inspect
 import json
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
+from pydantic import BaseModel
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from dapbench.errors import BadInputError, DapbenchError
-from dapbench.results.store import RunStore
-from dapbench.suite import RunSpec, expand, filter_specs, load_suite, results_folder, unavailable_reason
+from dapbench.launch import plan
+from dapbench.suite import DatasetEntry, RunSpec, expand, filter_specs, load_suite, results_folder
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, highlight=False)
 
-# PPO's cost per training step beyond stepping the environment (policy inference and updates), one core:
-# measured with `benchmarks/ppo_vs_sb3.py speed` (Hopper 1/1052 - 1/2860 s, HalfCheetah 1/1534 - 1/6506 s;
-# docs/benchmarks.md). Evaluation steps cost the raw env step plus ~10 us of inference. Estimates only.
-PPO_OVERHEAD_S_PER_STEP = 5.5e-4
-EVAL_OVERHEAD_S_PER_STEP = 1e-5
+# Options whose defaults belong to what they configure (one source): `report`'s to ReportOptions, `check`'s to the
+# gate's Tolerances, `data make`'s to MakeRequest, `reproduce`'s to reproduce(). Named as 'module:object' and
+# imported only when needed (the report's imports take seconds; a command never pays for another's).
+REPORT_OPTIONS = "dapbench.report.build:ReportOptions"
+TOLERANCES = "dapbench.verify.gate:Tolerances"
+MAKE_REQUEST = "dapbench.data.make:MakeRequest"
+REPRODUCE = "dapbench.verify.reproduce:reproduce"
+
+
+def _default(owner: str, name: str) -> Any:
+    """The default of `name` in `owner`: a pydantic model's field, a dataclass's field or a function's parameter."""
+    module, attr = owner.split(":")
+    obj = getattr(importlib.import_module(module), attr)
+    if isinstance(obj, type) and issubclass(obj, BaseModel):
+        return obj.model_fields[name].default
+    if dataclasses.is_dataclass(obj):
+        return next(f.default for f in dataclasses.fields(obj) if f.name == name)
+    return inspect.signature(obj).parameters[name].default
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        owner = getattr(action, "owner", None)
+        if owner is None or "(default" in (action.help or ""):
+            return super()._get_help_string(action)
+        return f"{action.help or ''} (default: {_default(owner, action.dest)})".lstrip()
+
+
+_OWNED: dict[str, list[str]] = {}  # owner -> the options `_owned` declared for it
+
+
+def _owned(parser: argparse.ArgumentParser, flag: str, owner: str, **kw: Any) -> None:
+    """An option whose default is that of the field (or parameter) of the same name in `owner` ('module:object'):
+    left out of the parsed arguments unless given, so that the owner fills it in; --help reads it from the owner."""
+    action = parser.add_argument(flag, default=argparse.SUPPRESS, **kw)
+    action.owner = owner  # type: ignore[attr-defined]
+    _OWNED.setdefault(owner, []).append(action.dest)
+
+
+def _given(args: argparse.Namespace, owner: str) -> dict[str, Any]:
+    """The options of `owner`'s fields given on the command line (the others keep the owner's defaults)."""
+    return {k: getattr(args, k) for k in dict.fromkeys(_OWNED.get(owner, ())) if hasattr(args, k)}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -87,20 +125,20 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("-o", "--out", type=Path, default=None,
                     help="output folder for report.html, report.pdf, runs.csv, aggregates.csv "
                     "(default: reports/<name of the first results folder>)")
-    rp.add_argument("--reps", type=int, default=50_000, help="bootstrap repetitions for every confidence interval "
-                    "(a few hundred for a quick look; 50,000 for a final report)")
-    rp.add_argument("--seed", type=int, default=0, help="random state of the bootstrap")
-    rp.add_argument("--final-n", type=int, default=5, help="final return = mean of each run's last N evaluations")
-    rp.add_argument("--alc-n", type=int, default=40, help="ALC over the evaluations at the ends of the first N "
-                    "epochs of 5,000 steps (ALC@40: 200k steps)")
-    rp.add_argument("--missing", choices=["drop", "fail"], default="drop",
-                    help="runs that are not complete (failed, running, pending; missing from --suite's grid): "
-                    "drop them with a warning shown in the report, or fail")
-    rp.add_argument("--suite", type=Path, default=None,
-                    help="the suite file of the results folder: runs of its grid without a folder count as missing")
-    rp.add_argument("--baseline", default="ppo", help="label that ALC and overheads are relative to")
-    rp.add_argument("--target", default="ppo-dap", help="label whose probability of improvement over each other "
-                    "algorithm is estimated")
+    _owned(rp, "--reps", REPORT_OPTIONS, type=int, help="bootstrap repetitions for every confidence interval "
+           "(a few hundred for a quick look; 50,000 for a final report)")
+    _owned(rp, "--seed", REPORT_OPTIONS, type=int, help="random state of the bootstrap")
+    _owned(rp, "--final-n", REPORT_OPTIONS, type=int, help="final return = mean of each run's last N evaluations")
+    _owned(rp, "--alc-n", REPORT_OPTIONS, type=int, help="ALC over the evaluations at the ends of the first N "
+           "epochs of 5,000 steps (ALC@40: 200k steps)")
+    _owned(rp, "--missing", REPORT_OPTIONS, choices=["drop", "fail"],
+           help="runs that are not complete (failed, running, pending; missing from --suite's grid): drop them with "
+           "a warning shown in the report, or fail")
+    _owned(rp, "--suite", REPORT_OPTIONS, type=Path,
+           help="the suite file of the results folder: runs of its grid without a folder count as missing")
+    _owned(rp, "--baseline", REPORT_OPTIONS, help="label that ALC and overheads are relative to")
+    _owned(rp, "--target", REPORT_OPTIONS, help="label whose probability of improvement over each other algorithm "
+           "is estimated")
     rp.add_argument("--no-pdf", action="store_true", help="write the HTML page only")
 
     t = sub.add_parser("tasks", formatter_class=_Formatter, help="the task table; `tasks measure` re-measures "
@@ -125,13 +163,13 @@ def _parser() -> argparse.ArgumentParser:
                          "return; replay: the behaviour run's training stream up to that epoch; expert: the end of "
                          "the behaviour run. The behaviour run is an ordinary resumable dapbench run.")
     dm.add_argument("task")
-    dm.add_argument("--quality", choices=["random", "medium", "replay", "expert"], default="medium")
-    dm.add_argument("--seed", type=int, default=0, help="behaviour run seed and collection seed")
-    dm.add_argument("--steps", type=int, default=200_000, help="transitions to record (not for replay)")
-    dm.add_argument("--behaviour-steps", type=int, default=None,
-                    help="budget of the behaviour PPO run (default: the task's default budget)")
-    dm.add_argument("--behaviour-root", type=Path, default=Path("results/behaviour"),
-                    help="where behaviour runs live")
+    dm.add_argument("--quality", choices=["random", "medium", "replay", "expert"],
+                    default=DatasetEntry.model_fields["quality"].default)
+    _owned(dm, "--seed", MAKE_REQUEST, type=int, help="behaviour run seed and collection seed")
+    _owned(dm, "--steps", MAKE_REQUEST, type=int, help="transitions to record (not for replay)")
+    _owned(dm, "--behaviour-steps", MAKE_REQUEST, type=int,
+           help="budget of the behaviour PPO run (default: the task's default budget)")
+    _owned(dm, "--behaviour-root", MAKE_REQUEST, type=Path, help="where behaviour runs live")
     dm.add_argument("--force", action="store_true", help="remake the dataset if it exists")
     dsub.add_parser("list", formatter_class=_Formatter, help="datasets in the Minari datasets folder")
     for name, helptext in (("show", "episodes, steps, return statistics and provenance of a dataset"),
@@ -154,8 +192,8 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("run_dir", type=Path, help="a run folder, e.g. results/quick/hopper/ppo/seed_0")
     rp.add_argument("--scratch", type=Path, default=None, help="where to re-execute (default: a temporary folder, "
                     "removed afterwards)")
-    rp.add_argument("--rtol", type=float, default=0.0, help="relative tolerance per value when the software stack "
-                    "differs (on the same stack only bit-identity counts)")
+    _owned(rp, "--rtol", REPRODUCE, type=float, help="relative tolerance per value when the software stack differs "
+           "(on the same stack only bit-identity counts)")
 
     ck = sub.add_parser("check", formatter_class=_Formatter, help="regression checks of a results folder against a "
                         "stored baseline (exit 0: pass, 1: regression, 2: bad input)",
@@ -168,127 +206,41 @@ def _parser() -> argparse.ArgumentParser:
     ck.add_argument("--update", action="store_true", help="write the baseline from RESULTS instead of checking")
     ck.add_argument("--repeat", type=Path, default=None, metavar="OTHER", help="a second results folder of the same "
                     "suite: every table must equal its twin's (determinism gate)")
-    ck.add_argument("--reps", type=int, default=2000, help="bootstrap repetitions")
-    ck.add_argument("--rel-tol", type=float, default=0.10, help="learning: relative drop that counts as material")
-    ck.add_argument("--abs-tol", type=float, default=1.0, help="learning: smallest drop that counts as material")
-    ck.add_argument("--speed-tol", type=float, default=0.30, help="speed: allowed relative slowdown")
-    ck.add_argument("--mem-tol", type=float, default=0.20, help="memory: allowed relative growth")
+    _owned(ck, "--reps", TOLERANCES, type=int, help="bootstrap repetitions")
+    _owned(ck, "--rel-tol", TOLERANCES, type=float, help="learning: relative drop that counts as material")
+    _owned(ck, "--abs-tol", TOLERANCES, type=float, help="learning: smallest drop that counts as material")
+    _owned(ck, "--speed-tol", TOLERANCES, type=float, help="speed: allowed relative slowdown")
+    _owned(ck, "--mem-tol", TOLERANCES, type=float, help="memory: allowed relative growth")
     return p
 
 
 # ----- run ------------------------------------------------------------------------------------------------
-def _estimate_hours(spec: RunSpec) -> float | None:
-    from dapbench.tasks.registry import TASKS, reference_scores
-
-    ref = reference_scores()["tasks"].get(spec.task)
-    if not ref:
-        return None
-    ev = spec.evaluation
-    evals = spec.epochs // ev.every if ev.every else 0
-    eval_steps = evals * ev.episodes * TASKS[spec.task].max_episode_steps  # upper bound: full episodes
-    env_s = 1.0 / ref["env_steps_per_s"]
-    train_s = spec.total_steps * (env_s + PPO_OVERHEAD_S_PER_STEP)
-    return (train_s + eval_steps * (env_s + EVAL_OVERHEAD_S_PER_STEP)) / 3600
-
-
 def _fmt_hours(h: float) -> str:
     if h < 1 / 60:
         return f"{h * 3600:.0f} s"
     return f"{h * 60:.0f} min" if h < 1 else f"{h:,.1f} h"
 
 
-def _cell_state(spec: RunSpec, results: Path) -> str:
-    why = unavailable_reason(spec)
-    if why:
-        return "not implemented" if not spec.implemented else "unavailable"
-    store = RunStore(results / spec.relpath())
-    if not store.spec_path.exists():
-        return "new"
-    st = store.status()
-    if store.interrupted(st):
-        return "interrupted"
-    return st.state if st.state != "pending" or not st.epoch else "partial"
-
-
 def _dry_run(name: str, specs: list[RunSpec], results: Path) -> None:
-    table = Table(title=f"suite {name}: {len(specs)} runs -> {results}/")
+    g = plan.grid_plan(specs, results)
+    table = Table(title=f"suite {name}: {g.runs} runs -> {results}/")
     for col in ("task", "algorithm", "seeds", "steps/run", "epochs", "state", "est. CPU time"):
         table.add_column(col, justify="right" if col in ("seeds", "steps/run", "epochs", "est. CPU time") else "left")
-    cells: dict[tuple[str, str], list[RunSpec]] = {}
-    for s in specs:
-        cells.setdefault((s.task, s.label), []).append(s)
-    total_h, total_steps, unknown = 0.0, 0, 0
-    for (task, label), group in cells.items():
-        states = Counter(_cell_state(s, results) for s in group)
-        hours = [_estimate_hours(s) for s in group]
-        known = [h for h in hours if h is not None]
-        unknown += len(hours) - len(known)
-        total_h += sum(known)
-        total_steps += sum(s.total_steps for s in group)
-        state = ", ".join(f"{n} {k}" if len(states) > 1 else k for k, n in states.items())
-        style = "dim" if "not implemented" in states or "unavailable" in states else None
-        table.add_row(task, label, str(len(group)), f"{group[0].total_steps:,}", str(group[0].epochs), state,
-                      _fmt_hours(sum(known)) if known else "?", style=style)
+    for c in g.cells:
+        state = ", ".join(f"{n} {k}" if len(c.states) > 1 else k for k, n in c.states.items())
+        table.add_row(c.task, c.label, str(c.runs), f"{c.total_steps:,}", str(c.epochs), state,
+                      _fmt_hours(c.hours) if c.estimated else "?", style=None if c.runnable else "dim")
     console.print(table)
-    runnable = sum(s.runnable for s in specs)
     from dapbench.launch.launchers import default_jobs
 
-    console.print(f"{len(specs)} runs ({runnable} runnable now), {total_steps:,} environment steps, "
-                  f"~{_fmt_hours(total_h)} of CPU time (~{_fmt_hours(total_h / default_jobs())} on the "
+    console.print(f"{g.runs} runs ({g.runnable} runnable now), {g.total_steps:,} environment steps, "
+                  f"~{_fmt_hours(g.hours)} of CPU time (~{_fmt_hours(g.hours / default_jobs())} on the "
                   f"{default_jobs()} cores here)"
-                  + (f" ({unknown} runs without an estimate)" if unknown else "")
+                  + (f" ({g.unknown} runs without an estimate)" if g.unknown else "")
                   + "; estimate: one core per run, PPO's measured cost per step on top of the task's measured env "
                   "rate, evaluation episodes at full length. Algorithms heavier than PPO cost more.")
-    reasons = sorted({r for s in specs if (r := unavailable_reason(s))})
-    for r in reasons:
+    for r in g.reasons:
         console.print(f"  [dim]not runnable yet: {r}[/dim]")
-
-
-def _check_folders(specs: list[RunSpec], results: Path) -> None:
-    """Refuse (creating nothing) if an existing run folder holds a different spec."""
-    for spec in specs:
-        store = RunStore(results / spec.relpath())
-        if store.spec_path.exists() and store.read_spec().hash != spec.hash:
-            store.init(spec)  # raises the detailed mismatch error
-
-
-def _prepare(specs: list[RunSpec], results: Path) -> list[Path]:
-    """Create the run folders (or confirm existing ones hold the same spec)."""
-    stores = [RunStore(results / s.relpath()) for s in specs]
-    for store, spec in zip(stores, specs, strict=True):
-        store.init(spec)
-    return [st.dir for st in stores]
-
-
-def _missing_datasets(path: Path, suite, specs: list[RunSpec]) -> list:
-    """The missing datasets the runs need, as the suite's recipes; refuse (exit 2) when the suite has none."""
-    needed = sorted({s.dataset for s in specs if s.dataset})
-    if not needed:
-        return []
-    from dapbench.data.load import local_dataset_ids
-
-    have = set(local_dataset_ids())
-    recipes = {d.id: d for d in suite.datasets}
-    missing = [d for d in needed if d not in have]
-    unknown = [d for d in missing if d not in recipes]
-    if unknown:
-        lines = []
-        for d in unknown:
-            from dapbench.naming import make_command_for
-
-            hint = make_command_for(d) or f"minari download {d}"
-            lines.append(f"{d}: make it with `{hint}`, or add it to the suite's `datasets:` section")
-        raise BadInputError(f"{path}: missing datasets, nothing was started:\n  " + "\n  ".join(lines))
-    return [recipes[d] for d in missing]
-
-
-def _ensure_datasets(path: Path, suite, specs: list[RunSpec]) -> None:
-    """Make the missing datasets the suite knows how to make, before any run; refuse the others."""
-    from dapbench.data.make import MakeRequest, make
-
-    for r in _missing_datasets(path, suite, specs):
-        console.print(f"making dataset {r.id} first")
-        make(MakeRequest(r.task, r.quality, r.seed, r.steps, r.behaviour_steps), log=console.print)
 
 
 def _report(o, results: Path) -> None:
@@ -311,9 +263,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if launcher == "slurm":
             _dry_run_slurm(suite, [s for s in specs if s.runnable], results)
         return 0
-    blocked = [s for s in specs if not s.runnable]
+    blocked, reasons = plan.blocked(specs)
     if blocked:
-        reasons = sorted({unavailable_reason(s) for s in blocked})
         if not args.skip_unavailable:
             raise BadInputError(
                 f"{args.suite}: {len(blocked)} of {len(specs)} runs cannot run yet:\n  " + "\n  ".join(reasons)
@@ -332,12 +283,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             local = _suite_command(args, "run") + " --skip-unavailable" * args.skip_unavailable + " --launcher local"
             raise BadInputError(f"{args.suite} runs on Slurm, and no Slurm cluster answers here ({why}); to run "
                                 f"it on this machine: {local}")
-    _check_folders(specs, results)  # before any dataset is made; nothing is created on bad input
+    plan.check_folders(specs, results)  # before any dataset is made; nothing is created on bad input
     if launcher == "slurm":
         return _run_slurm(args, suite, specs, results)
-    _ensure_datasets(args.suite, suite, specs)
-    dirs = _prepare(specs, results)
-    todo = [d for d in dirs if RunStore(d).status().state != "done"]
+    plan.ensure_datasets(args.suite, suite, specs, log=console.print)
+    dirs = plan.prepare(specs, results)
+    todo = list(plan.not_done(dict(zip(dirs, specs, strict=True))))
     console.print(f"suite {suite.name}: {len(specs)} runs in {results}/ ({len(specs) - len(todo)} already done, "
                   f"{len(todo)} to run with the {launcher} launcher)")
 
@@ -366,9 +317,9 @@ def _dry_run_slurm(suite, specs: list[RunSpec], results: Path) -> None:
 def _run_slurm(args: argparse.Namespace, suite, specs: list[RunSpec], results: Path) -> int:
     from dapbench.launch import slurm
 
-    datasets = _missing_datasets(args.suite, suite, specs)
-    dirs = [results / s.relpath() for s in specs]  # created by the submission, once Slurm accepts its jobs
-    runs = {d: s for d, s in zip(dirs, specs, strict=True) if RunStore(d).status().state != "done"}
+    datasets = plan.missing_datasets(args.suite, suite, specs)
+    # the run folders are created by the submission, once Slurm accepts its jobs
+    runs = plan.not_done({results / s.relpath(): s for s in specs})
     sub = slurm.submit(suite, args.suite, runs, results, datasets, log=console.print)
     new = sum(len(a.runs) for a in sub.arrays)
     for a in sub.arrays:
@@ -396,54 +347,24 @@ def _run_slurm(args: argparse.Namespace, suite, specs: list[RunSpec], results: P
     console.print(f"waiting for {len(jobs)} jobs (a line when anything changes)")
     slurm.wait(jobs, log=console.print)
     states = _run_states(specs, results)
-    for spec, (state, st, _, error, _) in zip(specs, states, strict=True):
-        if (results / spec.relpath()) in runs or state != "done":
+    for r in states:
+        if (results / r.spec.relpath()) in runs or r.state != "done":
             from dapbench.training.trainer import RunOutcome
 
-            _report(RunOutcome(str(results / spec.relpath()), state, st.epoch if st else 0, error), results)
-    counts = Counter(state for state, *_ in states)
+            _report(RunOutcome(str(results / r.spec.relpath()), r.state, r.status.epoch if r.status else 0, r.error),
+                    results)
+    counts = Counter(r.state for r in states)
     console.print(f"results in {results}/: " + ", ".join(f"{counts[k]} {k}" for k in sorted(counts)))
     return 0 if counts["done"] == len(specs) else 1
 
 
-def _run_states(specs: list[RunSpec], results: Path) -> list[tuple[str, object, str, str | None, str | None]]:
-    """(state, status, job, error, job log) per run, combining run folders with Slurm's view of their jobs."""
-    from dapbench.launch import slurm
-    from dapbench.launch.scheduler import SlurmError, job_states, unavailable
-
-    records = {}  # run folder -> its Slurm record
-    for s in specs:
-        d = results / s.relpath()
-        if (d / slurm.RECORD).exists():
-            records[d] = slurm.read_record(d)
-    jobs, answered = {}, False
-    why = unavailable() if records else None  # one fast ping: squeue would retry for ~20 s
-    if records and not why:
-        try:
-            jobs, answered = job_states(r["job_id"] for r in records.values()), True
-        except SlurmError as e:
-            why = str(e)
-    if why:
-        err_console.print(f"[yellow]Slurm does not answer ({escape(why)}); states from the run folders only: a "
-                          "run with a job and no result is `unknown`[/yellow]", soft_wrap=True)
-    out = []
-    for s in specs:
-        state = _cell_state(s, results)
-        if state in ("new", "unavailable", "not implemented"):
-            out.append((state if state != "new" else "pending", None, "", None, None))
-            continue
-        store = RunStore(results / s.relpath())
-        st = store.status()
-        rec = records.get(store.dir)
-        job = jobs.get(rec["job_id"]) if rec else None
-        if rec:
-            state, error = slurm.run_state(store, st, job, rec, answered)
-            state = "partial" if state == "pending" and st.epoch else state
-        else:
-            error = "its process is gone: `run` resumes it" if state == "interrupted" else st.error
-        shown = "" if rec is None else f"{rec['job_id']} {job or 'ended'}" if answered else rec["job_id"]
-        out.append((state, st, shown, error, rec.get("log") if rec else None))
-    return out
+def _run_states(specs: list[RunSpec], results: Path, progress: bool = False) -> list[plan.RunState]:
+    """The runs' states (plan.run_states), saying so when Slurm's view of their jobs is missing."""
+    states = plan.run_states(specs, results, progress)
+    if states.slurm_problem:
+        err_console.print(f"[yellow]Slurm does not answer ({escape(states.slurm_problem)}); states from the run "
+                          "folders only: a run with a job and no result is `unknown`[/yellow]", soft_wrap=True)
+    return states.runs
 
 
 def _fmt_eta(seconds: float) -> str:
@@ -462,16 +383,17 @@ def cmd_status(args: argparse.Namespace) -> int:
         table.add_column(col, justify="right" if col in ("eval return", "ETA") else "left")
     counts: Counter[str] = Counter()
     logs, notes = [], []
-    for s, (state, st, job, error, log) in zip(specs, _run_states(specs, results), strict=True):
-        counts[state] += 1
-        ret, left = RunStore(results / s.relpath()).progress(s.epochs) if st else (float("nan"), float("nan"))
-        eta = _fmt_eta(left) if state in ("running", "partial", "queued") else ""
-        table.add_row(str(s.relpath()), state, f"{st.epoch}/{st.epochs}" if st else "-",
-                      "" if ret != ret else f"{ret:,.1f}", eta, job)
-        if error:
-            notes.append(f"  {s.relpath()}: {error}")
-        if state in ("failed", "interrupted"):
-            logs.append(f"  {s.relpath()}: {results / s.relpath() / 'run.log'}" + (f", job log {log}" if log else ""))
+    for r in _run_states(specs, results, progress=True):
+        s, st, ret = r.spec, r.status, r.eval_return
+        counts[r.state] += 1
+        eta = _fmt_eta(r.seconds_left) if r.state in ("running", "partial", "queued") else ""
+        table.add_row(str(s.relpath()), r.state, f"{st.epoch}/{st.epochs}" if st else "-",
+                      "" if ret != ret else f"{ret:,.1f}", eta, r.job)
+        if r.error:
+            notes.append(f"  {s.relpath()}: {r.error}")
+        if r.state in ("failed", "interrupted"):
+            logs.append(f"  {s.relpath()}: {results / s.relpath() / 'run.log'}"
+                        + (f", job log {r.log}" if r.log else ""))
     console.print(table)
     if notes:
         console.print("what the runs say:\n" + "\n".join(notes), soft_wrap=True, markup=False)
@@ -490,9 +412,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     out = args.out or Path("reports") / args.results[0].resolve().name
     try:
-        opts = ReportOptions(results=args.results, out=out, reps=args.reps, seed=args.seed, final_n=args.final_n,
-                             alc_n=args.alc_n, missing=args.missing, baseline=args.baseline, target=args.target,
-                             suite=args.suite, pdf=not args.no_pdf,
+        opts = ReportOptions(results=args.results, out=out, pdf=not args.no_pdf, **_given(args, REPORT_OPTIONS),
                              command="dapbench " + " ".join(sys.argv[1:]) if sys.argv[1:] else None)
     except ValidationError as e:
         problems = "; ".join(f"--{str(x['loc'][0]).replace('_', '-')}: {x['msg']}" for x in e.errors())
@@ -506,24 +426,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _print_preparation(results: Path) -> None:
-    from dapbench.launch import slurm
-    from dapbench.launch.scheduler import SlurmError, job_states, unavailable
-
-    records = slurm.prepare_records(results)
-    if not records:
-        return
-    states, answered = {}, False
-    try:
-        if not unavailable():
-            states, answered = job_states(r["job_id"] for r in records), True
-    except SlurmError:
-        pass
-    for r in records:
-        state = states.get(r["job_id"])
-        shown = state or ("ended" if answered else "state unknown")
-        console.print(f"preparation job {r['job_id']} {shown}: {r['what']}"
-                      + (f" (log: {r['log']})" if state and state.state in ("FAILED", "TIMEOUT", "OUT_OF_MEMORY")
-                         else ""), soft_wrap=True)
+    for job in plan.preparation_jobs(results):
+        shown = job.state or ("ended" if job.answered else "state unknown")
+        failed = job.state and job.state.state in ("FAILED", "TIMEOUT", "OUT_OF_MEMORY")
+        console.print(f"preparation job {job.job_id} {shown}: {job.what}" + (f" (log: {job.log})" if failed else ""),
+                      soft_wrap=True)
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -532,9 +439,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite)
     specs = filter_specs(expand(suite), args.only)
     results = results_folder(suite, args.results)
-    ids = [r["job_id"] for s in specs if (r := slurm.read_record(results / s.relpath()))]
-    if not args.only:
-        ids += [r["job_id"] for r in slurm.prepare_records(results)]
+    ids = plan.recorded_jobs(specs, results, preparation=not args.only)
     if not ids:
         console.print(f"suite {suite.name}: no Slurm jobs recorded in {results}/; nothing to cancel")
         return 0
@@ -607,7 +512,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     if args.data_command == "make":
         from dapbench.data.make import MakeRequest, make
 
-        req = MakeRequest(args.task, args.quality, args.seed, args.steps, args.behaviour_steps, args.behaviour_root)
+        req = MakeRequest(args.task, args.quality, **_given(args, MAKE_REQUEST))
         ds_id = make(req, force=args.force, log=console.print)
         summary = load.validate(ds_id)
         console.print(f"{ds_id}: {summary['episodes']} episodes, {summary['steps']:,} steps, return "
@@ -665,7 +570,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from dapbench.verify.reproduce import reproduce
 
     err_console.print(f"re-executing {args.run_dir} from its spec ...")
-    r = reproduce(args.run_dir, scratch=args.scratch, rtol=args.rtol)
+    r = reproduce(args.run_dir, scratch=args.scratch, **_given(args, REPRODUCE))
     if r.same_stack:
         console.print("same machine type and software stack as the stored run: bit-identical tables expected")
     else:
@@ -688,7 +593,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                           f"{d.max_abs:.3g}", f"{d.max_rel:.3g}")
         console.print(table)
     if r.reproduces:
-        console.print(f"[green]reproduces[/green] within rtol {args.rtol:g} (not bit-identical: the stack differs)")
+        console.print(f"[green]reproduces[/green] within rtol {r.rtol:g} (not bit-identical: the stack differs)")
         return 0
     console.print("[red]does not reproduce[/red]")
     return 1
@@ -702,8 +607,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         console.print(f"baseline written to {args.baseline}: {len(b.cells)} cells "
                       f"({', '.join(f'{k} x {len(c.seeds)} seeds' for k, c in b.cells.items())})")
         return 0
-    tol = Tolerances(rel_tol=args.rel_tol, abs_tol=args.abs_tol, speed_tol=args.speed_tol, mem_tol=args.mem_tol,
-                     reps=args.reps)
+    tol = Tolerances(**_given(args, TOLERANCES))
     verdicts, notes = run_check(args.results, args.baseline, tol, args.repeat)
     table = Table(title=f"{args.results} against {args.baseline}")
     for col in ("cell", "check", "baseline", "new", "detail", "verdict"):

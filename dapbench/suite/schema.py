@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from dapbench.naming import dataset_id, dataset_id_problem, name_problem
+from dapbench.naming import DEFAULT_STEPS, dataset_id, dataset_id_problem, name_problem
 from dapbench.registry import algorithms
 from dapbench.suite.problems import short, unknown_name
 from dapbench.tasks.registry import TASKS
@@ -199,7 +199,7 @@ class DatasetEntry(Strict):
     task: str
     quality: Literal["random", "medium", "replay", "expert"] = "medium"
     seed: NonNegativeInt = 0
-    steps: PositiveInt = 200_000
+    steps: PositiveInt = DEFAULT_STEPS
     behaviour_steps: PositiveInt | None = None
 
     @property
