@@ -90,6 +90,8 @@ def alc_claim(runs: pd.DataFrame, target: str, baseline: str, protocol: bool, n_
            FAILS: "the interval of P(improvement) lies below 0.5: the baseline learns faster",
            UNTOLD: "the interval of P(improvement) contains 0.5; the seeds-needed table says how many seeds would "
                    "separate each task's observed difference"}[verdict]
+    if len(tasks) < n_tasks:  # a claim about all tasks, judged on the ones measured so far: said first
+        why = f"judged on the {len(tasks)} tasks with runs of both, not all {n_tasks}: {why}"
     return Claim(text, measured, verdict, why)
 
 
