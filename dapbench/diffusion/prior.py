@@ -8,7 +8,6 @@ the task's action box, so `max_action` is the box's bound.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import io
 import json
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
@@ -155,8 +155,7 @@ def load_or_train(task: str, dataset_id: str, max_action: float, cfg: PriorConfi
     folder = _folder(task, data_hash, obs_dim, act_dim, cfg, root)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "prior.pt"
-    with open(folder / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with FileLock(folder / ".lock"):  # blocks until another maker of this prior has saved it
         if not path.exists():
             data = data if data is not None else load_transitions(dataset_id)  # only to train: it is large
             t0 = time.perf_counter()

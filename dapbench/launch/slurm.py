@@ -27,7 +27,6 @@ its runs keep their last epoch checkpoint.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import io
 import json
@@ -45,6 +44,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
 from submitit.helpers import Checkpointable
 
 from dapbench.errors import BadInputError, RunFolderError, TrainingError
@@ -481,26 +481,21 @@ def check(suite: Suite, suite_path: Path, runs: dict[Path, RunSpec], datasets: l
 def submission_lock(folder: Path, log: Callable[[str], None]) -> Iterator[None]:
     """One submission at a time per results folder (released by the OS if the process dies)."""
     folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    lock = FileLock(folder / LOCK)
     try:
+        lock.acquire(blocking=False)
+    except Timeout:
+        log(f"another `dapbench run` is submitting to {folder.parent}; waiting for it (then submitting only "
+            "what it did not)")
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log(f"another `dapbench run` is submitting to {folder.parent}; waiting for it (then submitting only "
-                "what it did not)")
-            deadline = time.monotonic() + LOCK_WAIT_S
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise SlurmError(f"{folder / LOCK}: another submission has held it for {LOCK_WAIT_S} s; "
-                                         "nothing was submitted") from None
-                    time.sleep(0.2)
+            lock.acquire(timeout=LOCK_WAIT_S, poll_interval=0.2)
+        except Timeout:
+            raise SlurmError(f"{folder / LOCK}: another submission has held it for {LOCK_WAIT_S} s; nothing was "
+                             "submitted") from None
+    try:
         yield
     finally:
-        os.close(fd)
+        lock.release()
 
 
 def submit(suite: Suite, suite_path: Path, runs: dict[Path, RunSpec], results: Path,

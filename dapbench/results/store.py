@@ -19,7 +19,6 @@ that ran it, its pid no longer exists or nobody holds the folder's lock. `run` r
 
 from __future__ import annotations
 
-import fcntl
 import io
 import json
 import os
@@ -32,6 +31,7 @@ from typing import Any, Literal
 import pandas as pd
 import torch
 import yaml
+from filelock import FileLock, Timeout
 from pydantic import BaseModel, ValidationError
 
 from dapbench.errors import RunFolderError
@@ -51,6 +51,9 @@ class Status(BaseModel):
     updated: str | None = None
     hostname: str | None = None
     pid: int | None = None
+
+
+LOCK_FILE = ".lock"  # the run folder's lock (flock through filelock: the OS releases it when its process dies)
 
 
 class RunLocked(RunFolderError):
@@ -156,21 +159,16 @@ class RunStore:
 
     def _locked(self) -> bool:
         """Whether a process holds the run folder's lock (tested by taking it for an instant; creates nothing)."""
-        try:
-            fd = os.open(self.dir / ".lock", os.O_RDONLY)
-        except FileNotFoundError:
+        path = self.dir / LOCK_FILE
+        if not path.exists():
             return False  # never locked: nothing trains it
-        except OSError:
-            return True  # cannot tell: assume the run is alive
+        probe = FileLock(path)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+            probe.acquire(blocking=False)
+        except OSError:  # filelock's Timeout (held), or cannot tell: assume the run is alive
             return True
-        else:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            return False
-        finally:
-            os.close(fd)
+        probe.release()
+        return False
 
     def write_status(self, status: Status) -> None:
         status.updated = datetime.now(UTC).isoformat(timespec="seconds")
@@ -252,17 +250,18 @@ class RunStore:
 
     @contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold an exclusive lock on the run folder (released by the OS if the process dies)."""
+        """Hold an exclusive lock on the run folder (released by the OS if the process dies); RunLocked at once,
+        without waiting, when another process holds it."""
         self._mkdir()
-        fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        lock = FileLock(self.dir / LOCK_FILE)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise RunLocked(f"{self.dir}: another process is running this run") from None
+            lock.acquire(blocking=False)
+        except Timeout:
+            raise RunLocked(f"{self.dir}: another process is running this run") from None
+        try:
             yield
         finally:
-            os.close(fd)
+            lock.release()
 
 
 def _pid_alive(pid: int) -> bool:
