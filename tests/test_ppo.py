@@ -12,7 +12,7 @@ from dapbench.algorithm import Context, Spaces
 from dapbench.api import PPO, Agent, PPOConfig, gae
 from dapbench.tasks import get_task
 from dapbench.training.env import TrainEnv
-from dapbench.training.normalize import RewardNormalizer, RunningMeanStd
+from dapbench.training.running_stats import RewardNormalizer, RunningMeanStd
 
 
 def test_gae_matches_the_definition() -> None:

@@ -34,7 +34,7 @@ from dapbench.api.ppo import (
     numpy_forward,
 )
 from dapbench.training.env import Step, TrainEnv
-from dapbench.training.normalize import ObsNormalizer, RewardNormalizer, RunningMeanStd
+from dapbench.training.running_stats import ObsNormalizer, RewardNormalizer, RunningMeanStd
 
 # MAJOR.MINOR of the names below: MAJOR changes when a name, a hook's signature or its call order changes
 # incompatibly; MINOR when something is added (a hook, a field, a name). docs/api.md.

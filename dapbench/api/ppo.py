@@ -43,7 +43,7 @@ from torch import nn
 from dapbench.algorithm import AlgoConfig, Algorithm, Context, Metric, Spaces
 from dapbench.api.audit import on_policy_audit
 from dapbench.training.env import TrainEnv
-from dapbench.training.normalize import ObsNormalizer, RewardNormalizer
+from dapbench.training.running_stats import ObsNormalizer, RewardNormalizer
 
 ON_POLICY = 0  # `Batch.origin` of a fresh on-policy sample
 
