@@ -9,7 +9,9 @@ The corpus (`CORPUS`) is one table, by class:
 - path: every string that becomes a path (suite name, labels, algorithm names, dataset ids, results_dir) is
   one safe path component, or a Minari id, or printable text;
 - set: the grid is a set (a seed, task, label or dataset given twice; labels equal up to case; too many runs);
-- value: values outside what the runs can use (seed ranges and counts, empty lists).
+- value: values outside what the runs can use (seed ranges and counts, empty lists);
+- slurm: Slurm settings are written into the sbatch submission script (a bash script): names, option names and
+  values that would end an `#SBATCH` line and run the rest as a shell command, or are not what Slurm reads.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from tests.conftest import cli
 HEAD = "name: hostile\ntasks: [hopper]\n"
 TAIL = "seeds: 1\nbudget: {total_steps: 1000, steps_per_epoch: 1000}\n"
 OK = HEAD + "algorithms: [ppo]\n" + TAIL  # a valid suite the cases break one thing of
+SLURM = OK + "launcher:\n  name: slurm\n  resources:\n"  # + the resources' keys, from line 9
 
 
 def _text(s: str) -> Callable[[Path], None]:
@@ -167,6 +170,44 @@ CORPUS: dict[str, tuple[str, Callable[[Path], None], list[str]]] = {
     "algorithms empty": ("value", _text(HEAD + "algorithms: []\n" + TAIL), ["suite.yaml:3: algorithms: no algorithms"]),
     "negative evaluation seed": ("value", _text(OK + "evaluation: {episodes: 1, seeds: [-3]}\n"),
                                  ["suite.yaml:6: evaluation.seeds[0]: Input should be greater than or equal to 0"]),
+    # ----- slurm: what reaches the sbatch submission script -----
+    "partition with newline": ("slurm", _text(SLURM + '    partition: "cpu\\ntouch /tmp/pwned"\n'),
+                               ["suite.yaml:9: launcher.resources.partition: 'cpu\\ntouch /tmp/pwned' contains the "
+                                "control character '\\n'; a Slurm partition is letters, digits and _ . - + , : @ = "
+                                "/ %"]),
+    "partition with shell": ("slurm", _text(SLURM + "    partition: cpu;reboot\n"),
+                             ["suite.yaml:9: launcher.resources.partition: 'cpu;reboot' contains ';'"]),
+    "partition as an option": ("slurm", _text(SLURM + "    partition: --uid=0\n"),
+                               ["launcher.resources.partition: '--uid=0' starts with '-'"]),
+    "account with control": ("slurm", _text(SLURM + '    account: "lab\\x07x"\n'),
+                             ["suite.yaml:9: launcher.resources.account: 'lab\\x07x' contains the control character "
+                              "'\\x07'; a Slurm account is letters"]),
+    "qos with line separator": ("slurm", _text(OK + 'overrides:\n  - resources: {qos: "high\\u2028x"}\n'),
+                                ["suite.yaml:7: overrides[0].resources.qos:", "contains the control character "
+                                 "'\\u2028'"]),
+    "constraint with backtick": ("slurm", _text(SLURM + "    constraint: intel&`id`\n"),
+                                 ["suite.yaml:9: launcher.resources.constraint: 'intel&`id`' contains '`'",
+                                  "& | ( ) [ ] * !"]),
+    "sbatch value with newline": ("slurm", _text(SLURM + '    sbatch: {exclude: "n1\\ncurl x | sh"}\n'),
+                                  ["suite.yaml:9: launcher.resources.sbatch.exclude: 'n1\\ncurl x | sh' contains the "
+                                   "control character '\\n'", "an sbatch value is one line of printable text"]),
+    "sbatch value with return": ("slurm", _text(SLURM + '    sbatch: {comment: "a\\rb"}\n'),
+                                 ["launcher.resources.sbatch.comment: 'a\\rb' contains the control character '\\r'"]),
+    "sbatch key with space": ("slurm", _text(SLURM + "    sbatch: {mail type: END}\n"),
+                              ["suite.yaml:9: launcher.resources.sbatch.mail type: sbatch option 'mail type' "
+                               "contains ' '", "without the dashes: a letter, then letters, digits, '-' or '_'"]),
+    "sbatch key with semicolon": ("slurm", _text(SLURM + '    sbatch: {"x;touch pwned": 1}\n'),
+                                  ["launcher.resources.sbatch.x;touch pwned: sbatch option 'x;touch pwned' contains "
+                                   "';'"]),
+    "sbatch key with newline": ("slurm", _text(SLURM + '    sbatch: {"x\\nrm -rf ~": 1}\n'),
+                                ["suite.yaml:9: launcher.resources.sbatch['x\\nrm -rf ~']: sbatch option "
+                                 "'x\\nrm -rf ~' contains '\\n'"]),
+    "sbatch key with dashes": ("slurm", _text(SLURM + "    sbatch: {--exclude: n1}\n"),
+                               ["launcher.resources.sbatch.--exclude: sbatch option '--exclude' starts with '-'"]),
+    "sbatch false": ("slurm", _text(SLURM + "    sbatch: {hold: false}\n"),
+                     ["launcher.resources.sbatch.hold: false is not an sbatch value", "leave its key out"]),
+    "sbatch option twice": ("slurm", _text(SLURM + "    sbatch: {mail_type: END, mail-type: BEGIN}\n"),
+                            ["launcher.resources.sbatch: mail_type and mail-type are one option (--mail-type)"]),
 }
 
 
@@ -190,7 +231,7 @@ def test_the_corpus_is_large_and_covers_every_class() -> None:
     classes = [c for c, _, _ in CORPUS.values()]
     assert len(CORPUS) >= 30
     assert {c: classes.count(c) for c in set(classes)} == {"file": 13, "yaml": 13, "path": 15, "set": 6,
-                                                           "value": 6}
+                                                           "value": 6, "slurm": 14}
 
 
 @pytest.mark.parametrize("case", [_param(c) for c in CORPUS])

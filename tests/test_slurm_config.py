@@ -66,6 +66,21 @@ def test_overrides_replace_the_fields_they_give(tmp_path: Path) -> None:
         "resources are not part of a run's identity"
 
 
+def test_slurm_syntax_a_cluster_needs_is_accepted_and_stays_on_its_sbatch_lines(tmp_path: Path) -> None:
+    """The schema's charsets leave room for what Slurm reads (partition lists, constraint expressions, mail
+    addresses, comments with spaces), and every setting stays on its own `#SBATCH` line of the script (issue 19)."""
+    resources = {"partition": "gpu,cpu-long", "account": "lab_x.y", "qos": "high+", "time_min": 120,
+                 "mem_gb": 7.5, "constraint": "[rack1*2&rack2*4]|(intel&!a100):x", "sbatch": {
+                     "mail-type": "BEGIN,END", "mail_user": "me@example.org", "comment": "two words; $(not run)",
+                     "exclude": "n[1-3],n7", "hold": True, "nice": 10, "begin": "now+1hour"}}
+    suite = load_suite(write_suite(tmp_path / "s.yaml", launcher={"name": "slurm", "resources": resources}))
+    res = slurm_resources(suite, expand(suite)[0])
+    script = slurm.sbatch_script(slurm.sbatch_parameters(res, "dapbench-x", tmp_path / "code"), tmp_path, 1)
+    head = script.split("\n\n# setup")[0].splitlines()[3:]
+    assert head and all(line.startswith("#SBATCH --") for line in head), head
+    assert "#SBATCH --comment='two words; $(not run)'" in head and "#SBATCH --mail-user=me@example.org" in head
+
+
 BAD = {
     "unknown resource": ({"launcher": {"name": "slurm", "resources": {"gpus": 1}}},
                          ["launcher.resources.gpus", "unknown key", "allowed keys:", "gpus_per_node"]),
@@ -80,6 +95,8 @@ BAD = {
                                ["launcher.resources.sbatch", "time: set by dapbench", "time_min"]),
     "bad override": ({"overrides": [{"tasks": ["hopper"], "resources": {"mem_gb": -4}}]},
                      ["overrides[0].resources.mem_gb", "greater than 0"]),
+    "preparation partition injected": ({"launcher": {"name": "slurm", "prepare": {"partition": "a\nid"}}},
+                                       ["launcher.prepare.partition: 'a\\nid' contains the control character"]),
     "unknown launcher": ({"launcher": {"name": "pbs"}}, ["launcher.name", "'debug', 'local' or 'slurm'"]),
 }
 

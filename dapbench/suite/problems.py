@@ -4,6 +4,7 @@ closest valid one, pydantic's errors mapped onto the file's keys, and the one `S
 from __future__ import annotations
 
 import difflib
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,14 @@ def short(v: Any) -> str:
 
 
 def fmt_path(loc: tuple) -> str:
+    """`a.b[0].c`; a key holding a line break or another control character is shown as its repr in brackets,
+    so a problem stays one line."""
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, str) and any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in part):
+            out += f"[{short(part)}]"
+        else:
+            out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "(top level)"
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
+import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -115,7 +118,72 @@ class AlgorithmEntry(Strict):
         return self.label or self.name
 
 
-SbatchValue = str | int | float | bool
+# ----- Slurm settings: what is written into the sbatch submission script --------------------------------------
+# Each setting becomes a `#SBATCH --key=value` line of a bash script (submitit quotes the value, not the key): a
+# line break or another control character would end the line and start a shell command, so none gets through.
+# Names (partition, account, qos) are Slurm's names and lists of them; a constraint adds its operators
+# (`intel&gpu`, `a|b`, `[rack1*2&rack2*4]`, `(a|b)&c`, `!gpu`); an option name is sbatch's long option.
+SLURM_TEXT_MAX = 1024
+_SLURM_NAME = "letters, digits and _ . - + , : @ = / %"
+_SLURM_NAME_CHARS = re.compile(r"[A-Za-z0-9_.+,:@=/%-]+")
+_CONSTRAINT = _SLURM_NAME + " & | ( ) [ ] * !"
+_CONSTRAINT_CHARS = re.compile(r"[A-Za-z0-9_.+,:@=/%&|()\[\]*!-]+")
+_OPTION = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+OPTION_RULE = "an sbatch option is its long name without the dashes: a letter, then letters, digits, '-' or '_'"
+
+
+def _unsafe_char(v: str) -> str | None:
+    """The first character of `v` that would break a line of the submission script (a control, format or
+    line-separator character), or None."""
+    return next((c for c in v if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")), None)
+
+
+def _slurm_text(what: str, allowed: re.Pattern, rule: str) -> AfterValidator:
+    def check(v: str) -> str:
+        if not v:
+            raise ValueError(f"the {what} is empty; give one or leave the key out (the cluster's default)")
+        if len(v) > SLURM_TEXT_MAX:
+            raise ValueError(f"the {what} has {len(v):,} characters; at most {SLURM_TEXT_MAX:,}")
+        if not allowed.fullmatch(v):
+            bad = next(c for c in v if not allowed.fullmatch(c))
+            kind = "the control character " if _unsafe_char(bad) else ""
+            raise ValueError(f"{short(v)} contains {kind}{bad!r}; a Slurm {what} is {rule}")
+        if v.startswith("-"):
+            raise ValueError(f"{short(v)} starts with '-'; a Slurm {what} is a name, not an option")
+        return v
+
+    return AfterValidator(check)
+
+
+def _option_name(v: str) -> str:
+    if not _OPTION.fullmatch(v) or len(v) > 64:
+        bad = next((c for c in v if not (c.isascii() and (c.isalnum() or c in "-_"))), None)
+        why = (f"contains {bad!r}" if bad is not None else "starts with " + repr(v[:1]) if v else "is empty")
+        if len(v) > 64 and bad is None and v[:1].isalpha():
+            why = f"has {len(v)} characters (at most 64)"
+        raise ValueError(f"sbatch option {short(v)} {why}; {OPTION_RULE} (e.g. mail-type)")
+    return v
+
+
+def _option_value(v: str | int | float | bool) -> str | int | float | bool:
+    if v is False:
+        raise ValueError("false is not an sbatch value: true writes the bare flag; to leave an option out, "
+                         "leave its key out")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ValueError(f"{v} is not a number Slurm reads")
+    if isinstance(v, str):
+        bad = _unsafe_char(v)
+        if bad is not None:
+            raise ValueError(f"{short(v)} contains the control character {bad!r}; it would end the #SBATCH line of "
+                             "the submission script and run the rest as a shell command: an sbatch value is one line "
+                             "of printable text")
+        if len(v) > SLURM_TEXT_MAX:
+            raise ValueError(f"the value has {len(v):,} characters; at most {SLURM_TEXT_MAX:,}")
+    return v
+
+
+SbatchKey = Annotated[str, AfterValidator(_option_name)]
+SbatchValue = Annotated[str | int | float | bool, AfterValidator(_option_value)]
 # sbatch options dapbench sets itself: the typed fields of SlurmResources, and what submitit or the
 # launcher writes (array, log files, signal, dependency on the preparation jobs)
 RESERVED_SBATCH = frozenset({
@@ -133,15 +201,15 @@ class SlurmResources(Strict):
     """What each Slurm job asks for; a field left at None is left to the cluster's default. In `overrides`
     and `launcher.prepare` only the fields given replace the suite's (`sbatch` entries are merged)."""
 
-    partition: str | None = None
+    partition: Annotated[str, _slurm_text("partition", _SLURM_NAME_CHARS, _SLURM_NAME)] | None = None
     time_min: PositiveInt = 60  # wall-clock limit in minutes (a job past it is requeued from its checkpoint)
     cpus_per_task: PositiveInt = 1
     mem_gb: PositiveFloat | None = None
     gpus_per_node: NonNegativeInt = 0
-    account: str | None = None
-    qos: str | None = None
-    constraint: str | None = None
-    sbatch: dict[str, SbatchValue] = Field(default_factory=dict)  # any other sbatch option; true = a bare flag
+    account: Annotated[str, _slurm_text("account", _SLURM_NAME_CHARS, _SLURM_NAME)] | None = None
+    qos: Annotated[str, _slurm_text("qos", _SLURM_NAME_CHARS, _SLURM_NAME)] | None = None
+    constraint: Annotated[str, _slurm_text("constraint", _CONSTRAINT_CHARS, _CONSTRAINT)] | None = None
+    sbatch: dict[SbatchKey, SbatchValue] = Field(default_factory=dict)  # any other sbatch option; true = a bare flag
 
     @field_validator("sbatch")
     @classmethod
@@ -150,6 +218,11 @@ class SlurmResources(Strict):
         if taken:
             raise ValueError(f"{', '.join(taken)}: set by dapbench; use the typed fields (partition, time_min, "
                              "cpus_per_task, mem_gb, gpus_per_node, account, qos, constraint) instead")
+        seen: dict[str, str] = {}
+        for k in v:  # submitit writes `mail_type` as --mail-type: two spellings would be two lines
+            first = seen.setdefault(k.replace("_", "-"), k)
+            if first != k:
+                raise ValueError(f"{first} and {k} are one option (--{k.replace('_', '-')}); give it once")
         return v
 
     @field_validator("time_min")
