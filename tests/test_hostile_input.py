@@ -9,7 +9,8 @@ The corpus (`CORPUS`) is one table, by class:
 - path: every string that becomes a path (suite name, labels, algorithm names, dataset ids, results_dir) is
   one safe path component, or a Minari id, or printable text;
 - set: the grid is a set (a seed, task, label or dataset given twice; labels equal up to case; too many runs);
-- value: values outside what the runs can use (seed ranges and counts, empty lists);
+- value: values outside what the runs can use (seed ranges and counts, empty lists, numbers past their upper
+  bound: threads, jobs, episodes, steps, Slurm resources);
 - slurm: Slurm settings are written into the sbatch submission script (a bash script): names, option names and
   values that would end an `#SBATCH` line and run the rest as a shell command, or are not what Slurm reads.
 """
@@ -170,6 +171,33 @@ CORPUS: dict[str, tuple[str, Callable[[Path], None], list[str]]] = {
     "algorithms empty": ("value", _text(HEAD + "algorithms: []\n" + TAIL), ["suite.yaml:3: algorithms: no algorithms"]),
     "negative evaluation seed": ("value", _text(OK + "evaluation: {episodes: 1, seeds: [-3]}\n"),
                                  ["suite.yaml:6: evaluation.seeds[0]: Input should be greater than or equal to 0"]),
+    "torch_threads huge": ("value", _text(OK + "torch_threads: 100000000000\n"),
+                           ["suite.yaml:6: torch_threads: 100,000,000,000 is out of range: torch_threads is 1 to "
+                            "1,024"]),
+    "torch_threads float": ("value", _text(OK + "torch_threads: 1.0e+11\n"),
+                            ["suite.yaml:6: torch_threads: 100,000,000,000 is out of range"]),
+    "local jobs huge": ("value", _text(OK + "launcher: {jobs: 1000000}\n"),
+                        ["suite.yaml:6: launcher.jobs: 1,000,000 is out of range: jobs is 1 to 4,096"]),
+    "episodes huge": ("value", _text(OK + "evaluation: {episodes: 10000000}\n"),
+                      ["suite.yaml:6: evaluation.episodes: 10,000,000 is out of range: episodes is 1 to 100,000"]),
+    "total_steps huge": ("value", _text(HEAD + "algorithms: [ppo]\nseeds: 1\nbudget: {total_steps: 10000000000000}\n"),
+                         ["suite.yaml:5: budget.total_steps: 10,000,000,000,000 is out of range: a number of "
+                          "environment steps is 1 to 10,000,000,000"]),
+    "horizon huge": ("value", _text(HEAD + "algorithms: [ppo]\nseeds: 1\nbudget:\n  total_steps: 1000\n"
+                                    "  steps_per_epoch: 1000\n  horizon_steps: 100000000000\n"),
+                     ["suite.yaml:8: budget.horizon_steps: 100,000,000,000 is out of range"]),
+    "dataset steps huge": ("value", _text(OK + "datasets: [{task: hopper, steps: 100000000000}]\n"),
+                           ["suite.yaml:6: datasets[0].steps: 100,000,000,000 is out of range"]),
+    "slurm resources huge": ("value", _text(SLURM + "    time_min: 10000000\n    cpus_per_task: 100000\n"
+                                            "    mem_gb: .inf\n    gpus_per_node: 1000\n"),
+                             ["(4 problems;", "suite.yaml:9: launcher.resources.time_min: 10,000,000 is out of range: "
+                              "time_min is 1 to 527,040 minutes (366 days)",
+                              "suite.yaml:10: launcher.resources.cpus_per_task: 100,000 is out of range: cpus_per_task "
+                              "is 1 to 4,096",
+                              "suite.yaml:11: launcher.resources.mem_gb: inf is out of range: mem_gb is more than 0 "
+                              "and at most 1,048,576 GB",
+                              "suite.yaml:12: launcher.resources.gpus_per_node: 1,000 is out of range: gpus_per_node "
+                              "is 0 to 64"]),
     # ----- slurm: what reaches the sbatch submission script -----
     "partition with newline": ("slurm", _text(SLURM + '    partition: "cpu\\ntouch /tmp/pwned"\n'),
                                ["suite.yaml:9: launcher.resources.partition: 'cpu\\ntouch /tmp/pwned' contains the "
@@ -231,7 +259,7 @@ def test_the_corpus_is_large_and_covers_every_class() -> None:
     classes = [c for c, _, _ in CORPUS.values()]
     assert len(CORPUS) >= 30
     assert {c: classes.count(c) for c in set(classes)} == {"file": 13, "yaml": 13, "path": 15, "set": 6,
-                                                           "value": 6, "slurm": 14}
+                                                           "value": 14, "slurm": 14}
 
 
 @pytest.mark.parametrize("case", [_param(c) for c in CORPUS])

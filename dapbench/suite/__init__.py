@@ -6,11 +6,11 @@ seed, overrides applied, algorithm config resolved with its defaults). Every pro
 `SuiteError` that names the file, the field (with its YAML line) and what is allowed (`problems`).
 """
 
-from dapbench.suite.checks import MAX_RUNS
 from dapbench.suite.grid import expand, filter_specs, results_folder, slurm_resources, unavailable_reason
 from dapbench.suite.problems import SUITE_DOCS, one_line_errors
 from dapbench.suite.schema import (
     LATE_FIELDS,
+    MAX_RUNS,
     MAX_SEEDS,
     MIN_TIME_MIN,
     RESERVED_SBATCH,

@@ -19,10 +19,8 @@ from dapbench.suite.problems import (
     pydantic_problems,
     unknown_name,
 )
-from dapbench.suite.schema import AlgorithmEntry, Override, RunSpec, Suite
+from dapbench.suite.schema import MAX_RUNS, AlgorithmEntry, Override, RunSpec, Suite
 from dapbench.tasks.registry import TASKS
-
-MAX_RUNS = 100_000  # runs in one grid
 
 
 def _raw_labels(data: dict) -> list[str]:

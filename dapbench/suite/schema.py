@@ -30,6 +30,18 @@ from dapbench.tasks.registry import TASKS
 
 MAX_SEEDS = 10_000  # seeds in one suite
 SEED_MAX = 2**32 - 1  # numpy's global seed is a 32-bit unsigned integer
+# Upper bounds of the numbers a suite gives (validation only: no value a sane run uses is near them)
+MAX_STEPS = 10**10  # environment steps of a run, an epoch, a horizon or a dataset
+MAX_EPISODES = 100_000  # evaluation episodes per evaluation
+MAX_THREADS = 1024  # torch threads per run
+MAX_JOBS = 4096  # local launcher processes
+MAX_RUNS = 100_000  # runs in one grid (checks.py), and so array tasks at once
+MAX_RUNS_PER_JOB = 1024
+MAX_TIMEOUTS = 1000  # requeues after a time limit
+MAX_TIME_MIN = 366 * 24 * 60  # a Slurm job's time limit: a year
+MAX_CPUS = 4096  # CPUs per Slurm task
+MAX_MEM_GB = 2**20  # memory per Slurm node, GB (a petabyte: past any node, which Slurm then refuses itself)
+MAX_GPUS = 64  # GPUs per Slurm node
 
 
 def _safe_name(v: str) -> str:
@@ -58,12 +70,28 @@ def path_text(v: str) -> str:
     return v
 
 
+def _up_to(hi: int, what: str, lo: int | None = 1, unit: str = "") -> AfterValidator:
+    """At most `hi`: the message gives the range, from `lo` (the field's type's bound; None: more than 0)."""
+
+    def check(v: int | float) -> int | float:
+        if v > hi:
+            got = f"{v:,.12g}" if isinstance(v, float) else f"{v:,}"
+            span = f"more than 0 and at most {hi:,}" if lo is None else f"{lo:,} to {hi:,}"
+            raise ValueError(f"{got} is out of range: {what} is {span}{unit}")
+        return v
+
+    return AfterValidator(check)
+
+
+Steps = Annotated[PositiveInt, _up_to(MAX_STEPS, "a number of environment steps")]
+
+
 # A name that becomes one path component (suite name, label, task in a run spec); a dataset id (Minari's
 # NAMESPACE/NAME-vN); a seed numpy, torch and Gymnasium all accept.
 SafeName = Annotated[str, AfterValidator(_safe_name)]
 DatasetId = Annotated[str, AfterValidator(_safe_dataset_id)]
 PathText = Annotated[str, AfterValidator(path_text)]
-Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
+Seed = Annotated[NonNegativeInt, _up_to(SEED_MAX, "a seed", 0)]
 
 
 class Strict(BaseModel):
@@ -75,8 +103,8 @@ class EvalConfig(Strict):
     seed from `seeds` (fixed, independent of the training seed), acting with the policy's mean action
     when `deterministic`."""
 
-    episodes: PositiveInt = 10
-    every: NonNegativeInt = 1
+    episodes: Annotated[PositiveInt, _up_to(MAX_EPISODES, "episodes")] = 10
+    every: Annotated[NonNegativeInt, _up_to(MAX_STEPS, "every (epochs)", 0)] = 1
     seeds: list[Seed] | None = None  # default: 1_000_000 + i, i < episodes
     deterministic: bool = True
 
@@ -98,9 +126,9 @@ class Budget(Strict):
     under horizon_steps 1,000,000 is exactly the first 40 epochs of the 1.0M-step run, and can later be
     extended to more steps under the same horizon by resuming it (docs/suites.md)."""
 
-    total_steps: PositiveInt | None = None
-    steps_per_epoch: PositiveInt = 5000
-    horizon_steps: PositiveInt | None = None
+    total_steps: Steps | None = None
+    steps_per_epoch: Steps = 5000
+    horizon_steps: Steps | None = None
 
 
 class AlgorithmEntry(Strict):
@@ -202,10 +230,11 @@ class SlurmResources(Strict):
     and `launcher.prepare` only the fields given replace the suite's (`sbatch` entries are merged)."""
 
     partition: Annotated[str, _slurm_text("partition", _SLURM_NAME_CHARS, _SLURM_NAME)] | None = None
-    time_min: PositiveInt = 60  # wall-clock limit in minutes (a job past it is requeued from its checkpoint)
-    cpus_per_task: PositiveInt = 1
-    mem_gb: PositiveFloat | None = None
-    gpus_per_node: NonNegativeInt = 0
+    # wall-clock limit in minutes (a job past it is requeued from its checkpoint)
+    time_min: Annotated[PositiveInt, _up_to(MAX_TIME_MIN, "time_min", unit=" minutes (366 days)")] = 60
+    cpus_per_task: Annotated[PositiveInt, _up_to(MAX_CPUS, "cpus_per_task")] = 1
+    mem_gb: Annotated[PositiveFloat, _up_to(MAX_MEM_GB, "mem_gb", None, " GB")] | None = None
+    gpus_per_node: Annotated[NonNegativeInt, _up_to(MAX_GPUS, "gpus_per_node", 0)] = 0
     account: Annotated[str, _slurm_text("account", _SLURM_NAME_CHARS, _SLURM_NAME)] | None = None
     qos: Annotated[str, _slurm_text("qos", _SLURM_NAME_CHARS, _SLURM_NAME)] | None = None
     constraint: Annotated[str, _slurm_text("constraint", _CONSTRAINT_CHARS, _CONSTRAINT)] | None = None
@@ -271,9 +300,9 @@ class DatasetEntry(Strict):
 
     task: str
     quality: Literal["random", "medium", "replay", "expert"] = "medium"
-    seed: NonNegativeInt = 0
-    steps: PositiveInt = DEFAULT_STEPS
-    behaviour_steps: PositiveInt | None = None
+    seed: Seed = 0
+    steps: Steps = DEFAULT_STEPS
+    behaviour_steps: Steps | None = None
 
     @property
     def id(self) -> str:
@@ -296,12 +325,12 @@ class LauncherConfig(Strict):
     (of one resource request) into each job, one process each, sharing its `resources`."""
 
     name: Literal["debug", "local", "slurm"] = "local"
-    jobs: PositiveInt | None = None
-    parallelism: PositiveInt | None = None
-    runs_per_job: PositiveInt = 1
+    jobs: Annotated[PositiveInt, _up_to(MAX_JOBS, "jobs")] | None = None
+    parallelism: Annotated[PositiveInt, _up_to(MAX_RUNS, "parallelism (the most runs a suite has)")] | None = None
+    runs_per_job: Annotated[PositiveInt, _up_to(MAX_RUNS_PER_JOB, "runs_per_job")] = 1
     resources: SlurmResources = SlurmResources()
     prepare: SlurmResources | None = None
-    max_timeouts: NonNegativeInt = 10
+    max_timeouts: Annotated[NonNegativeInt, _up_to(MAX_TIMEOUTS, "max_timeouts", 0)] = 10
 
 
 class Suite(Strict):
@@ -316,7 +345,7 @@ class Suite(Strict):
     budget: Budget = Budget()
     evaluation: EvalConfig = EvalConfig()
     device: Literal["cpu", "cuda", "auto"] = "cpu"
-    torch_threads: PositiveInt = 1
+    torch_threads: Annotated[PositiveInt, _up_to(MAX_THREADS, "torch_threads")] = 1
     tensorboard: bool = False  # also write each run's epochs as TensorBoard events (a view: not the run's identity)
     overrides: list[Override] = Field(default_factory=list)
     launcher: LauncherConfig = LauncherConfig()
@@ -384,15 +413,15 @@ class RunSpec(Strict):
     algorithm: str
     label: SafeName
     seed: Seed
-    total_steps: PositiveInt
-    steps_per_epoch: PositiveInt
+    total_steps: Steps
+    steps_per_epoch: Steps
     evaluation: EvalConfig
     config: dict[str, Any]  # the algorithm's full config, defaults included
     device: Literal["cpu", "cuda", "auto"] = "cpu"
-    torch_threads: PositiveInt = 1
+    torch_threads: Annotated[PositiveInt, _up_to(MAX_THREADS, "torch_threads")] = 1
     snapshot_every: NonNegativeInt = 0  # keep the policy every k epochs (0 = never); behaviour runs use 1
     dataset: DatasetId | None = None  # Minari id of the logged data, for algorithms that need one
-    horizon_steps: PositiveInt | None = None  # the steps schedules are scaled to; None = total_steps
+    horizon_steps: Steps | None = None  # the steps schedules are scaled to; None = total_steps
     tensorboard: bool = False  # a view of the per-epoch table as TensorBoard events (VIEW_FIELDS: not hashed)
 
     @property
