@@ -106,7 +106,10 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("status", formatter_class=_Formatter,
                        help="pending / queued / running / done / failed runs of a suite",
                        description="Counts of a suite's runs by state and a per-run table, from the run folders "
-                       "and, for runs submitted to Slurm, the scheduler's view of their jobs.")
+                       "and, for runs submitted to Slurm, the scheduler's view of their jobs. A run folder that "
+                       "`run` would refuse (a spec, status or metrics file that does not read, another spec) is "
+                       "shown as damaged or other spec, with one error line naming the file; the exit code is "
+                       "then 2.")
     c = sub.add_parser("cancel", formatter_class=_Formatter, help="cancel a suite's queued and running Slurm jobs",
                        description="scancel the suite's jobs that are still queued or running (its training "
                        "arrays and, without --only, its preparation jobs). Finished epochs are kept: running "
@@ -382,14 +385,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     for col in ("run", "state", "epoch", "eval return", "ETA", "job"):
         table.add_column(col, justify="right" if col in ("eval return", "ETA") else "left")
     counts: Counter[str] = Counter()
-    logs, notes = [], []
+    logs, notes, damaged = [], [], []
     for r in _run_states(specs, results, progress=True):
         s, st, ret = r.spec, r.status, r.eval_return
         counts[r.state] += 1
         eta = _fmt_eta(r.seconds_left) if r.state in ("running", "partial", "queued") else ""
         table.add_row(str(s.relpath()), r.state, f"{st.epoch}/{st.epochs}" if st else "-",
                       "" if ret != ret else f"{ret:,.1f}", eta, r.job)
-        if r.error:
+        if r.state in plan.FOLDER_PROBLEMS:
+            damaged.append(r.error)
+        elif r.error:
             notes.append(f"  {s.relpath()}: {r.error}")
         if r.state in ("failed", "interrupted"):
             logs.append(f"  {s.relpath()}: {results / s.relpath() / 'run.log'}"
@@ -401,7 +406,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         console.print("logs of the runs that did not finish:\n" + "\n".join(logs), soft_wrap=True, markup=False)
     _print_preparation(results)
     console.print(", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
-    return 0
+    for why in damaged:  # one line per run folder `run` would refuse, naming the file; the others are shown above
+        err_console.print("[red]error:[/red]", escape(why), soft_wrap=True)
+    return 2 if damaged else 0
 
 
 # ----- report ----------------------------------------------------------------------------------------------

@@ -126,11 +126,75 @@ def test_reproduce_refuses_a_damaged_run_folder(damaged, tmp_path: Path, capsys)
     _refused(["reproduce", results / RUN, "--scratch", tmp_path / "scratch"], expected, tmp_path, capsys)
 
 
-@pytest.mark.parametrize("damaged", ["status from the future", "status not JSON", "status with a wrong type"],
-                         indirect=True)
-def test_status_refuses_a_damaged_status_file(damaged, finished, tmp_path: Path, capsys) -> None:
+@pytest.mark.parametrize("damaged", list(DAMAGE), indirect=True)
+def test_status_names_a_damaged_run_folder(damaged, finished, tmp_path: Path, capsys) -> None:
+    """Not `done`: a truncated table or a spec that does not parse is shown as damaged, with one error line naming
+    the file, and exit 2."""
     results, expected = damaged
     _refused(["status", finished[0], "--results", results], expected, tmp_path, capsys)
+    assert cli("status", finished[0], "--results", results) == 2
+    out = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    assert f"{RUN} damaged -" in out and "1 damaged" in out and "done" not in out
+
+
+def _metrics_gone(run: Path) -> list[str]:
+    (run / "metrics.parquet").unlink()
+    return [f"{run / 'metrics.parquet'}: missing, though status.json says 3 epochs are done"]
+
+
+def _folder_is_a_file(run: Path) -> list[str]:
+    shutil.rmtree(run)
+    run.write_text("not a run\n")
+    return [f"{run}: is a file, not a run folder: move it"]
+
+
+def _label_is_a_file(run: Path) -> list[str]:
+    shutil.rmtree(run.parent)
+    run.parent.write_text("not a folder\n")
+    return [f"{run.parent}: is a file, not a folder; the run folder {run.parent / s} cannot be there: move it"
+            for s in ("seed_0", "seed_1")]
+
+
+def _spec_empty(run: Path) -> list[str]:
+    (run / "spec.yaml").write_bytes(b"")
+    return [f"{run / 'spec.yaml'}: corrupt spec"]
+
+
+STATUS_DAMAGE = {"metrics table deleted": _metrics_gone, "run folder is a file": _folder_is_a_file,
+                 "label folder is a file": _label_is_a_file, "empty spec": _spec_empty,
+                 **{k: lambda run, f=f: [f(run)] for k, f in DAMAGE.items()}}
+
+
+@pytest.mark.parametrize("case", list(STATUS_DAMAGE))
+def test_status_shows_the_other_runs_beside_a_damaged_one(case: str, finished, tmp_path: Path, capsys) -> None:
+    """One error line per damaged run folder, naming the file; the other runs are still shown; exit 2; nothing
+    written."""
+    results = tmp_path / "results"
+    shutil.copytree(finished[1], results)
+    expected = STATUS_DAMAGE[case](results / RUN)
+    suite = write_suite(tmp_path / "two.yaml", seeds=[0, 1])  # seed 0 is the finished run's spec
+    before = _tree(tmp_path)
+    assert cli("status", suite, "--results", results) == 2
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert "Traceback" not in captured.err and len(errors) == len(expected), captured.err
+    for line, piece in zip(errors, expected, strict=True):
+        assert line.startswith(f"error: {piece}"), (line, piece)
+    rows = " ".join(captured.out.replace("│", " ").split())
+    if len(expected) == 1:
+        assert f"{RUN} damaged -" in rows and "hopper/ppo/seed_1 pending" in rows and "1 damaged, 1 pending" in rows
+    else:
+        assert "2 damaged" in rows
+    assert _tree(tmp_path) == before, "status writes nothing"
+
+
+def test_status_names_a_run_folder_that_holds_another_spec(finished, tmp_path: Path, capsys) -> None:
+    """A suite edited after its runs: `run` refuses the folder, so `status` does not call it done."""
+    suite = write_suite(tmp_path / "edited.yaml", seeds=[0], evaluation={"episodes": 1, "every": 1})
+    _refused(["status", suite, "--results", finished[1]], f"{finished[1] / RUN / 'spec.yaml'}: holds a different "
+             "spec", tmp_path.parent, capsys)
+    assert cli("status", suite, "--results", finished[1]) == 2
+    assert f"{RUN} other spec" in " ".join(capsys.readouterr().out.replace("│", " ").split())
 
 
 @pytest.mark.parametrize("damaged", ["truncated parquet", "status from the future"], indirect=True)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from dapbench.errors import BadInputError
+from dapbench.errors import BadInputError, RunFolderError
 from dapbench.launch.scheduler import JobState
 from dapbench.results.store import RunStore, Status
 from dapbench.suite import DatasetEntry, RunSpec, Suite, unavailable_reason
@@ -20,6 +20,7 @@ from dapbench.suite import DatasetEntry, RunSpec, Suite, unavailable_reason
 PPO_OVERHEAD_S_PER_STEP = 5.5e-4
 EVAL_OVERHEAD_S_PER_STEP = 1e-5
 NOT_RUNNABLE = ("not implemented", "unavailable")  # cell states of runs that cannot run here
+FOLDER_PROBLEMS = ("damaged", "other spec")  # states of run folders `run` refuses (folder_problem)
 
 
 # ----- the dry run -------------------------------------------------------------------------------------------
@@ -159,9 +160,41 @@ def ensure_datasets(path: Path, suite: Suite, specs: list[RunSpec], log: Callabl
 NAN = float("nan")
 
 
+def folder_problem(spec: RunSpec, results: Path) -> tuple[str, str] | None:
+    """(state, what is wrong, naming the file, in one line) of a run folder `run` would refuse, or None when nothing
+    is wrong or the folder does not exist yet. `damaged`: a file where the folder or one above it should be, a spec
+    that does not read, a status file that does not read, a metrics table that does not read or is missing though
+    epochs are done; `other spec`: a spec that is not the suite's (nor the same run with a longer budget). Reads
+    only."""
+    store = RunStore(results / spec.relpath())
+    parts = spec.relpath().parts
+    for d in (results.joinpath(*parts[:i]) for i in range(1, len(parts) + 1)):  # task/, task/label/, the run's
+        if d.exists() and not d.is_dir():
+            return "damaged", (f"{d}: is a file, not a run folder: move it" if d == store.dir else
+                               f"{d}: is a file, not a folder; the run folder {store.dir} cannot be there: move it")
+    if not store.spec_path.exists():
+        return None
+    try:
+        stored = store.read_spec()
+        st = store.status()
+        if stored.hash != spec.hash and not spec.extends(stored):
+            return "other spec", (f"{store.spec_path}: holds a different spec (hash {stored.hash}; the suite's is "
+                                  f"{spec.hash}), so `run` refuses this folder: use another results folder "
+                                  "(--results) or delete this run folder to start it afresh")
+        if st.epoch and not store.metrics_path.exists():
+            return "damaged", (f"{store.metrics_path}: missing, though {store.status_path.name} says {st.epoch} "
+                               "epochs are done")
+        if store.metrics_path.exists():
+            store.read_metrics()
+    except RunFolderError as e:
+        return "damaged", str(e)
+    return None
+
+
 @dataclass(frozen=True)
 class RunState:
-    """One run as `status` shows it: its state, its folder's status (None before the folder exists), its Slurm job
+    """One run as `status` shows it: its state (FOLDER_PROBLEMS: its folder is not what `run` would take, `error`
+    says what and where), its folder's status (None before the folder exists, or when it is damaged), its Slurm job
     as shown ('' without one), what went wrong, its job's log and, when asked for, its progress (the latest
     evaluation return and the seconds left at its mean epoch time; NaN where its table does not say)."""
 
@@ -204,6 +237,10 @@ def run_states(specs: list[RunSpec], results: Path, progress: bool = False) -> R
             why = str(e)
     out = []
     for s in specs:
+        problem = folder_problem(s, results)
+        if problem:
+            out.append(RunState(s, problem[0], None, "", problem[1], None))
+            continue
         state = cell_state(s, results)
         if state in ("new", *NOT_RUNNABLE):
             out.append(RunState(s, state if state != "new" else "pending", None, "", None, None))
