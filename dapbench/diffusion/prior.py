@@ -108,20 +108,19 @@ def _folder(task: str, data_hash: str, obs_dim: int, act_dim: int, cfg: PriorCon
 
 
 def _data_hash(dataset_id: str) -> str:
-    from dapbench.data.load import dapbench_metadata, open_dataset
+    from dapbench.data.load import header
 
-    meta = dapbench_metadata(open_dataset(dataset_id))
-    return meta.get("content_hash") or hashlib.sha256(dataset_id.encode()).hexdigest()
+    return header(dataset_id).dapbench.get("content_hash") or hashlib.sha256(dataset_id.encode()).hexdigest()
 
 
 def is_cached(task: str, dataset_id: str, cfg: PriorConfig, root: Path | None = None) -> bool:
     """Whether the prior for (task, dataset, cfg) is already trained (False while the dataset is missing)."""
-    from dapbench.data.load import local_dataset_ids, open_dataset
+    from dapbench.data.load import header, local_dataset_ids
 
     if dataset_id not in local_dataset_ids():
         return False
-    ds = open_dataset(dataset_id)
-    obs_dim, act_dim = ds.observation_space.shape[0], ds.action_space.shape[0]
+    head = header(dataset_id)
+    obs_dim, act_dim = head.obs_dim, head.act_dim
     return (_folder(task, _data_hash(dataset_id), obs_dim, act_dim, cfg, root) / "prior.pt").exists()
 
 
@@ -146,11 +145,11 @@ def load_or_train(task: str, dataset_id: str, max_action: float, cfg: PriorConfi
 
     `data`: the dataset's `Transitions` if the caller has already loaded them. Concurrent runs wait on a
     file lock instead of training the same prior twice."""
-    from dapbench.data.load import load_transitions, open_dataset
+    from dapbench.data.load import header, load_transitions
 
-    ds = open_dataset(dataset_id)
+    head = header(dataset_id)  # metadata.json only: a cached prior loads without Minari's reader
     data_hash = _data_hash(dataset_id)
-    obs_dim, act_dim = int(ds.observation_space.shape[0]), int(ds.action_space.shape[0])
+    obs_dim, act_dim = head.obs_dim, head.act_dim
     key = prior_key(task, data_hash, obs_dim, act_dim, cfg)
     folder = _folder(task, data_hash, obs_dim, act_dim, cfg, root)
     folder.mkdir(parents=True, exist_ok=True)
