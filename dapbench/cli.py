@@ -249,7 +249,7 @@ def _dry_run(name: str, specs: list[RunSpec], results: Path) -> None:
 def _report(o, results: Path) -> None:
     rel = Path(o.run_dir).relative_to(results) if Path(o.run_dir).is_relative_to(results) else o.run_dir
     if o.state == "failed":
-        err_console.print(f"[red]failed[/red] {rel} at epoch {o.epoch}:", escape(str(o.error)))
+        err_console.print(f"[red]failed[/red] {rel} at epoch {o.epoch}:", escape(str(o.error)), soft_wrap=True)
     else:
         console.print(f"{o.state} {rel}" + (f" ({o.error})" if o.error else ""))
 
@@ -301,6 +301,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     counts = Counter(o.state for o in outcomes)
     console.print(f"results in {results}/: {len(specs) - len(todo) + counts['done']} done, {counts['failed']} failed"
                   + (f", {counts['running']} running elsewhere" if counts["running"] else ""))
+    if any(o.bad_input for o in outcomes):  # a run folder's own files were refused: bad input, nothing trained
+        return 2
     return 1 if counts["failed"] else 0
 
 

@@ -297,9 +297,12 @@ def test_a_checkpoint_that_would_run_code_is_refused(finished, tmp_path: Path, r
     st = store.status()
     st.state, st.epoch = "running", 2
     store.write_status(st)
-    assert cli("run", suite, "--results", tmp_path / "results") == 1
-    assert f"{run / 'checkpoint.pt'}: refused to load" in " ".join(capsys.readouterr().err.split())
-    assert not marker.exists()
+    before = (run / "metrics.parquet").read_bytes()
+    assert cli("run", suite, "--results", tmp_path / "results") == 2, "a refused run folder is bad input: exit 2"
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.count(f"{run / 'checkpoint.pt'}: refused to load") == 1 and "Traceback" not in err
+    assert not marker.exists() and (run / "metrics.parquet").read_bytes() == before, "nothing computed is lost"
+    assert "refused: " in store.log_path.read_text()
 
 
 def test_a_policy_snapshot_and_a_prior_that_would_run_code_are_refused(env_dirs, finished, tmp_path: Path) -> None:

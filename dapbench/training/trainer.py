@@ -74,6 +74,7 @@ class RunOutcome:
     state: str
     epoch: int
     error: str | None = None
+    bad_input: bool = False  # failed on a run folder's content (a refused checkpoint...), not in training: exit 2
 
 
 class _Progress:
@@ -143,6 +144,11 @@ def execute(run_dir: str | Path, progress: bool = False, echo: bool = True) -> R
             try:
                 with third_party_to(_file_only(log)):  # third-party warnings: run.log, not the console
                     return _train(spec, store, log, progress)
+            except RunFolderError as e:  # the folder's own files are refused (corrupt, unsafe): one line, no trace
+                _file_only(log)(f"refused: {e}")  # the console gets it once, from the launcher's report
+                epoch = store.status().epoch
+                store.write_status(Status(state="failed", epoch=epoch, epochs=spec.epochs, error=str(e)))
+                return RunOutcome(str(run_dir), "failed", epoch, str(e), bad_input=True)
             except Exception as e:
                 log.exception("run failed")
                 err = f"{type(e).__name__}: {e}"
@@ -156,7 +162,7 @@ def execute(run_dir: str | Path, progress: bool = False, echo: bool = True) -> R
     except RunLocked as e:
         return RunOutcome(str(run_dir), "running", store.status().epoch, str(e))
     except RunFolderError as e:
-        return RunOutcome(str(run_dir), "failed", 0, str(e))
+        return RunOutcome(str(run_dir), "failed", 0, str(e), bad_input=True)
 
 
 def seed_everything(seed: int) -> tuple[int, int]:
