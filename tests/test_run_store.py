@@ -63,9 +63,9 @@ def test_corrupt_checkpoint_fails_that_run_only(tmp_path: Path, capsys) -> None:
     store.write_status(st)
     ckpt.write_bytes(ckpt.read_bytes()[:100])
     capsys.readouterr()
-    assert cli("run", suite, "--results", tmp_path / "r") == 1
+    assert cli("run", suite, "--results", tmp_path / "r") == 2, "a corrupt run folder is bad input"
     out = capsys.readouterr()
-    assert f"{ckpt}: corrupt checkpoint" in out.err
+    assert f"{ckpt}: corrupt checkpoint" in out.err and "Traceback" not in out.err
     assert RunStore(tmp_path / "r" / "hopper/ppo/seed_1").status().state == "done"
     assert ckpt.exists() and len(store.read_metrics()) == 2, "nothing already computed is lost"
 
