@@ -307,7 +307,10 @@ class Proposer:
                 "q_extra_optimizers": [o.state_dict() for o in self.q_extra_optimizers],
                 "pet_optimizer": self.pet_optimizer.state_dict() if self.pet_optimizer else None,
                 "gen": self.gen.get_state(), "epochs_done": self.epochs_done,
-                "pet_obs": list(self.pet_obs), "pet_act": list(self.pet_act)}
+                # as tensors sharing the arrays' memory: torch.save streams them (a NumPy array is pickled through
+                # a full in-memory copy, which made the checkpoint the run's peak RSS as the PET buffer filled)
+                "pet_obs": [torch.from_numpy(x) for x in self.pet_obs],
+                "pet_act": [torch.from_numpy(x) for x in self.pet_act]}
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
         self.prior.load_state_dict(s["prior"])  # the model was wrapped once, in __init__
@@ -322,4 +325,4 @@ class Proposer:
             self.pet_optimizer.load_state_dict(s["pet_optimizer"])
         self.gen.set_state(s["gen"])
         self.epochs_done = s["epochs_done"]
-        self.pet_obs, self.pet_act = list(s["pet_obs"]), list(s["pet_act"])
+        self.pet_obs, self.pet_act = ([np.array(x) for x in s[k]] for k in ("pet_obs", "pet_act"))  # either form

@@ -228,9 +228,7 @@ class RunStore:
         atomic_write(self.snapshot_path(epoch), lambda f: f.write(buf.getbuffer()))
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        atomic_write(self.checkpoint_path, lambda f: f.write(buf.getbuffer()))
+        atomic_write(self.checkpoint_path, lambda f: torch.save(state, f))  # streamed: no in-memory copy of it
 
     def load_checkpoint(self) -> dict[str, Any] | None:
         if not self.checkpoint_path.exists():
