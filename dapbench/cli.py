@@ -138,7 +138,8 @@ def _parser() -> argparse.ArgumentParser:
            help="runs that are not complete (failed, running, pending; missing from --suite's grid): drop them with "
            "a warning shown in the report, or fail")
     _owned(rp, "--suite", REPORT_OPTIONS, type=Path,
-           help="the suite file of the results folder: runs of its grid without a folder count as missing")
+           help="the suite whose runs to report: runs of its grid without a folder count as missing, run folders "
+                "outside its grid (another suite sharing the results folder) are left out")
     _owned(rp, "--baseline", REPORT_OPTIONS, help="label that ALC and overheads are relative to")
     _owned(rp, "--target", REPORT_OPTIONS, help="label whose probability of improvement over each other algorithm "
            "is estimated")

@@ -153,8 +153,9 @@ def load_results(roots: Path | str | Sequence[Path | str], missing: MissingPolic
                  suite: Path | str | None = None) -> Results:
     """Load every run folder under `roots` into a tidy table (see the module docstring).
 
-    `suite`: a suite file whose grid says which runs should exist (then runs without a folder count as
-    missing); without it only the run folders found count. Raises `BadInputError` for a missing folder,
+    `suite`: a suite file whose grid says which runs belong (runs without a folder count as missing; run folders
+    outside its grid, e.g. of another suite sharing the results folder, are left out with a warning); without it
+    every run folder found counts. Raises `BadInputError` for a missing folder,
     no runs, the same run (task, label, seed) in two places, and, under `missing="fail"`, any incomplete
     run; `RunFolderError` for a corrupt file.
     """
@@ -168,6 +169,8 @@ def load_results(roots: Path | str | Sequence[Path | str], missing: MissingPolic
     seen: dict[tuple[str, str, int], dict[str, Any]] = {}
     declared: dict[str, dict[str, Any]] = {}
     suite_name = load_suite(suite).name if suite else None
+    grid = {(x.task, x.label, x.seed) for x in expand(load_suite(suite))} if suite else None
+    outside: list[str] = []  # run folders of other suites sharing the results folder: not this report's
     for root in root_list:
         if not root.is_dir():
             raise BadInputError(f"{root}: " + ("a file, not a results folder" if root.exists() else
@@ -180,6 +183,9 @@ def load_results(roots: Path | str | Sequence[Path | str], missing: MissingPolic
             # the suite: its name, else the folder holding the task folders (`<suite>/<task>/<label>/seed_<k>`)
             row, df = _read_run(RunStore(d), suite_name or d.resolve().parents[2].name)
             key = (row["task"], row["label"], row["seed"])
+            if grid is not None and key not in grid:
+                outside.append(row["run"])
+                continue
             if key in seen:
                 raise BadInputError(f"run {row['run']} appears twice: {seen[key]['run_dir']} and {d}; "
                                     "give each run once")
@@ -200,6 +206,8 @@ def load_results(roots: Path | str | Sequence[Path | str], missing: MissingPolic
     runs["included"] = runs["reason"].isna()
     incomplete = runs[~runs["included"]]
     warnings: list[str] = []
+    if outside:
+        warnings.append(f"left out {len(outside)} run folders outside {suite}'s grid: {', '.join(sorted(outside))}")
     if len(incomplete):
         lines = [f"{r.run}: {r.reason}" for r in incomplete.itertuples()]
         if missing == "fail":
