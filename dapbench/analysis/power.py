@@ -67,3 +67,13 @@ def detectability(a: np.ndarray, b: np.ndarray, alpha: float = ALPHA, power: flo
     lo, hi = np.percentile(boot, [2.5, 97.5])
     return Detectability(float(a.mean() - b.mean()), se, (float(lo), float(hi)), z_sum(alpha, power) * se,
                          (len(a) + len(b)) / 2)
+
+
+def diff_ci(new: np.ndarray, base: np.ndarray, reps: int, seed: int, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of mean(new) - mean(base), resampling each side's seeds with replacement (the
+    regression gate's learning interval: `dapbench check`)."""
+    rng = np.random.default_rng(seed)
+    a = rng.choice(new, size=(reps, len(new)), replace=True).mean(1)
+    b = rng.choice(base, size=(reps, len(base)), replace=True).mean(1)
+    lo, hi = np.quantile(a - b, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)

@@ -16,6 +16,8 @@ Cells are (task, label); each holds one value per seed. What fails (exit 1):
   the same run's in OTHER, value for value.
 - a failed or unfinished run in RESULTS.
 Bad input (no runs, a missing or malformed baseline, no cell in common) is exit 2.
+One path to the numbers: run folders are found, and final return, ALC@40, the interval and P(X > Y) computed, by
+`dapbench.analysis` (load, metrics, power, aggregate), as in the report.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ValidationError
 
+from dapbench.analysis import aggregate as agg
+from dapbench.analysis.load import find_run_dirs
+from dapbench.analysis.power import diff_ci
 from dapbench.errors import BadInputError, RunFolderError
 from dapbench.results.atomic import atomic_write_text
 from dapbench.results.columns import LEGACY, read_declared, timing_columns
@@ -131,8 +136,8 @@ def collect_results(results: Path) -> tuple[dict[str, Cell], list[str]]:
                                                "no such results folder"))
     runs: dict[str, list[tuple[int, Any, dict]]] = {}
     problems: list[str] = []
-    for spec_path in sorted(results.rglob("spec.yaml")):
-        store = RunStore(spec_path.parent)
+    for run_dir in find_run_dirs(results):  # the report's walk (dapbench.analysis.load)
+        store = RunStore(run_dir)
         try:
             spec = store.read_spec()
             st = store.status()
@@ -167,21 +172,16 @@ def collect_results(results: Path) -> tuple[dict[str, Cell], list[str]]:
     return cells, problems
 
 
-# ----- statistics ---------------------------------------------------------------------------------------
+# ----- statistics: dapbench.analysis's, the report's -------------------------------------------------------
 def bootstrap_diff_ci(new: np.ndarray, base: np.ndarray, reps: int, seed: int,
                       level: float = 0.95) -> tuple[float, float]:
-    """Percentile interval of mean(new) - mean(base), resampling each side's seeds with replacement."""
-    rng = np.random.default_rng(seed)
-    a = rng.choice(new, size=(reps, len(new)), replace=True).mean(1)
-    b = rng.choice(base, size=(reps, len(base)), replace=True).mean(1)
-    lo, hi = np.quantile(a - b, [(1 - level) / 2, (1 + level) / 2])
-    return float(lo), float(hi)
+    """Percentile interval of mean(new) - mean(base) (`dapbench.analysis.power.diff_ci`)."""
+    return diff_ci(np.asarray(new, float), np.asarray(base, float), reps, seed, level)
 
 
 def probability_of_improvement(new: np.ndarray, base: np.ndarray) -> float:
-    """P(X > Y) + P(X = Y) / 2 over all (new, baseline) seed pairs (the Mann-Whitney statistic / n m)."""
-    x, y = np.asarray(new)[:, None], np.asarray(base)[None, :]
-    return float(((x > y) + 0.5 * (x == y)).mean())
+    """P(X > Y) + P(X = Y) / 2 over all (new, baseline) seed pairs: the report's statistic on one task."""
+    return agg.probability_of_improvement(np.asarray(new, float)[:, None], np.asarray(base, float)[:, None])
 
 
 # ----- the check ---------------------------------------------------------------------------------------------
@@ -244,7 +244,7 @@ def check_cell(key: str, base: Cell, new: Cell, tol: Tolerances) -> list[Verdict
 def check_repeat(results: Path, other: Path) -> list[Verdict]:
     """Every run in `results` must have the same per-epoch table (timing aside) as its twin in `other`."""
     out = []
-    runs = sorted(p.parent for p in Path(results).rglob("spec.yaml"))
+    runs = find_run_dirs(Path(results))
     for run in runs:
         rel = run.relative_to(results)
         twin = Path(other) / rel
