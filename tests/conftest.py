@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -72,6 +73,18 @@ def run_and_kill(suite: Path, results: Path, run_dir: Path, after_epoch: int, ti
     proc.wait()
     assert store.status().state == "running"
     return store.status().epoch
+
+
+def tree(root: Path) -> dict[str, tuple]:
+    """Every entry under `root` (not following links): kind, size, mtime, mode: a refused command must leave it
+    unchanged."""
+    out = {}
+    for d, dirs, files in os.walk(root):
+        for n in dirs + files:
+            p = Path(d) / n
+            st = p.lstat()
+            out[str(p.relative_to(root))] = (stat.S_IFMT(st.st_mode), st.st_size, st.st_mtime_ns, st.st_mode)
+    return out
 
 
 def table(run_dir: Path) -> pd.DataFrame:

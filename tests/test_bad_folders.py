@@ -19,19 +19,9 @@ import pytest
 import yaml
 
 from dapbench.results.store import RunStore
-from tests.conftest import cli, cli_subprocess, write_suite
+from tests.conftest import cli, cli_subprocess, tree, write_suite
 
 RUN = Path("hopper/ppo/seed_0")
-
-
-def _tree(root: Path) -> dict[str, tuple]:
-    out = {}
-    for d, dirs, files in os.walk(root):
-        for n in dirs + files:
-            p = Path(d) / n
-            st = p.lstat()
-            out[str(p.relative_to(root))] = (stat.S_IFMT(st.st_mode), st.st_size, st.st_mtime_ns, st.st_mode)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -103,13 +93,13 @@ def damaged(finished, tmp_path: Path, request) -> tuple[Path, str]:
 
 
 def _refused(args: list, expected: str, root: Path, capsys) -> None:
-    before = _tree(root)
+    before = tree(root)
     assert cli(*args) == 2
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("error:")]  # progress lines aside
     assert "Traceback" not in err and len(errors) == 1, err
     assert expected in errors[0], err
-    assert _tree(root) == before, "a refused command writes nothing"
+    assert tree(root) == before, "a refused command writes nothing"
 
 
 @pytest.mark.parametrize("damaged", list(DAMAGE), indirect=True)
@@ -173,7 +163,7 @@ def test_status_shows_the_other_runs_beside_a_damaged_one(case: str, finished, t
     shutil.copytree(finished[1], results)
     expected = STATUS_DAMAGE[case](results / RUN)
     suite = write_suite(tmp_path / "two.yaml", seeds=[0, 1])  # seed 0 is the finished run's spec
-    before = _tree(tmp_path)
+    before = tree(tmp_path)
     assert cli("status", suite, "--results", results) == 2
     captured = capsys.readouterr()
     errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
@@ -185,7 +175,7 @@ def test_status_shows_the_other_runs_beside_a_damaged_one(case: str, finished, t
         assert f"{RUN} damaged -" in rows and "hopper/ppo/seed_1 pending" in rows and "1 damaged, 1 pending" in rows
     else:
         assert "2 damaged" in rows
-    assert _tree(tmp_path) == before, "status writes nothing"
+    assert tree(tmp_path) == before, "status writes nothing"
 
 
 def test_status_names_a_run_folder_that_holds_another_spec(finished, tmp_path: Path, capsys) -> None:
@@ -388,14 +378,14 @@ def test_status_shows_a_killed_run_as_interrupted_and_a_live_one_as_running(tmp_
         proc.wait()
     st = store.status()
     assert st.state == "running" and st.pid and st.hostname == os.uname().nodename  # what the file still says
-    before = _tree(tmp_path)
+    before = tree(tmp_path)
     assert cli("status", suite, "--results", results) == 0
     out = capsys.readouterr().out
     row = next(" ".join(line.replace("│", " ").split()) for line in out.splitlines() if str(RUN) in line)
     assert row.startswith(f"{RUN} interrupted {st.epoch}/30") and f"{RUN}: its process is gone: `run` resumes it" in out
     assert cli("run", suite, "--results", results, "--dry-run") == 0
     assert "interrupted" in capsys.readouterr().out
-    assert _tree(tmp_path) == before, "status and a dry run write nothing, not even a lock file"
+    assert tree(tmp_path) == before, "status and a dry run write nothing, not even a lock file"
 
 
 def test_status_trusts_a_run_of_another_machine_and_sees_a_free_lock(finished, tmp_path: Path, capsys) -> None:

@@ -18,13 +18,12 @@ The corpus (`CORPUS`) is one table, by class:
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import cli
+from tests.conftest import cli, tree
 
 HEAD = "name: hostile\ntasks: [hopper]\n"
 TAIL = "seeds: 1\nbudget: {total_steps: 1000, steps_per_epoch: 1000}\n"
@@ -239,17 +238,6 @@ CORPUS: dict[str, tuple[str, Callable[[Path], None], list[str]]] = {
 }
 
 
-def _tree(root: Path) -> dict[str, tuple]:
-    """Every entry under `root` (not following links): kind, size, mtime."""
-    out = {}
-    for d, dirs, files in os.walk(root):
-        for n in dirs + files:
-            p = Path(d) / n
-            st = p.lstat()
-            out[str(p.relative_to(root))] = (stat.S_IFMT(st.st_mode), st.st_size, st.st_mtime_ns)
-    return out
-
-
 def _param(case: str):
     marks = [pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")] if case == "unreadable" else []
     return pytest.param(case, id=case, marks=marks)
@@ -270,7 +258,7 @@ def test_hostile_suite_is_refused_and_creates_nothing(case: str, tmp_path: Path,
     monkeypatch.chdir(work)  # the default results folder, and anything a path could escape to, is under tmp_path
     suite = work / "suite.yaml"
     make(suite)
-    before = _tree(tmp_path)
+    before = tree(tmp_path)
     for args in (("--dry-run",), ("--results", work / "results")):
         assert cli("run", suite, *args) == 2, args
         err = capsys.readouterr().err
@@ -280,7 +268,7 @@ def test_hostile_suite_is_refused_and_creates_nothing(case: str, tmp_path: Path,
             assert piece in flat, f"{piece!r} not in {flat!r}"
         if kind == "file":
             assert len(err.strip().splitlines()) == 1, "a file that cannot be read is one line"
-        assert _tree(tmp_path) == before, "a refused suite creates nothing"
+        assert tree(tmp_path) == before, "a refused suite creates nothing"
     assert not (work / "MARKER").exists()
 
 
@@ -368,13 +356,13 @@ def test_a_results_folder_that_is_a_file_is_refused(tmp_path: Path, monkeypatch,
     target = blocker / "sub" if where == "parent" else blocker
     suite = _suite(tmp_path, OK + (f"results_dir: {target}\n" if where != "--results" else ""))
     args = ("--results", target) if where != "results_dir" else ()
-    before = _tree(tmp_path)
+    before = tree(tmp_path)
     for extra in (("--dry-run",), ()):
         assert cli("run", suite, *args, *extra) == 2
         err = " ".join(capsys.readouterr().err.split())
         assert f"{blocker}: is" in err and "exists and is not a folder" in err
     assert cli("status", suite, *args) == 2
-    assert _tree(tmp_path) == before
+    assert tree(tmp_path) == before
 
 
 def test_a_results_path_with_a_control_character_is_refused(tmp_path: Path, capsys) -> None:

@@ -168,12 +168,7 @@ def test_runs_a_suite_expects_but_never_started_count_as_missing(tmp_path: Path)
     with pytest.raises(BadInputError, match="1 of 2 runs are not complete"):
         load_results(results, suite=suite, missing="fail")
     # another suite's run in the same results folder: left out of this suite's report, and said so
-    other = next(s for s in expand(load_suite(write_suite(tmp_path / "o.yaml", seeds=[7]))))
-    store = RunStore(results / other.relpath())
-    store.init(other)
-    store.write_metrics([{"epoch": e, "env_steps": e * other.steps_per_epoch, "eval_return_mean": float(e),
-                          "wall_clock_s": 1.0 * e, "peak_rss_mb": 100.0} for e in range(1, other.epochs + 1)])
-    store.write_status(Status(state="done", epoch=other.epochs, epochs=other.epochs))
+    write_run(results, "hopper", "ppo", 7, np.arange(5.0))
     res = load_results(results, suite=suite)
     assert 7 not in set(res.runs["seed"]) and "left out 1 run folders outside" in "\n".join(res.warnings)
     assert 7 in set(load_results(results).runs["seed"]), "without --suite every run folder counts"

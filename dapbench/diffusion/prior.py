@@ -9,7 +9,6 @@ the task's action box, so `max_action` is the box's bound.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import time
@@ -127,13 +126,7 @@ def is_cached(task: str, dataset_id: str, cfg: PriorConfig, root: Path | None = 
 def _load(path: Path, folder: Path) -> dict[str, Any]:
     """A cached prior, loaded as data only (a shared prior cache cannot run code in whoever loads it)."""
     remedy = f"delete {folder} to train the prior again"
-    try:
-        blob = load_torch(path, "prior", remedy)
-    except RunFolderError:
-        raise
-    except Exception as e:
-        raise RunFolderError(f"{path}: corrupt prior ({type(e).__name__}: {' '.join(str(e).split())[:300]}); "
-                             f"{remedy}") from None
+    blob = load_torch(path, "prior", remedy)
     if not isinstance(blob, dict) or not {"state", "info", "obs_dim", "act_dim"} <= set(blob):
         raise RunFolderError(f"{path}: corrupt prior (not what dapbench saves); {remedy}")
     return blob
@@ -162,9 +155,8 @@ def load_or_train(task: str, dataset_id: str, max_action: float, cfg: PriorConfi
             info = {"task": task, "dataset": dataset_id, "dataset_hash": data_hash, "key": key,
                     "config": cfg.model_dump(mode="json"), "train_seconds": time.perf_counter() - t0,
                     "loss_curve": curve, "transitions": len(data)}
-            buf = io.BytesIO()
-            torch.save({"state": prior.state_dict(), "info": info, "obs_dim": obs_dim, "act_dim": act_dim}, buf)
-            atomic_write(path, lambda f: f.write(buf.getbuffer()))
+            blob = {"state": prior.state_dict(), "info": info, "obs_dim": obs_dim, "act_dim": act_dim}
+            atomic_write(path, lambda f: torch.save(blob, f))
             atomic_write(folder / "info.json", lambda f: f.write(json.dumps(info, indent=2).encode()))
     blob = _load(path, folder)
     prior = ActionPrior(blob["obs_dim"], blob["act_dim"], max_action, cfg)

@@ -73,7 +73,7 @@ _GLOBAL = re.compile(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+
 def load_torch(path: Path, what: str, remedy: str) -> Any:
     """The object `torch.save` wrote to `path`, loaded as data only: tensors, containers, numbers, strings and NumPy
     arrays; a file that would import anything else (and so could run code) is refused with a `RunFolderError`
-    naming the file, `what` it should be, and the `remedy`. Other failures (a damaged file) propagate."""
+    naming the file, `what` it should be, and the `remedy`; so is a damaged file ("corrupt `what`")."""
     import pickle
 
     import torch
@@ -89,3 +89,6 @@ def load_torch(path: Path, what: str, remedy: str) -> Any:
         it = f"it would import {found.group(1)}" if found else f"it is not plain data ({detail})"
         raise RunFolderError(f"{path}: refused to load: {it}, which a {what} never holds; loading it could run "
                              f"code, so it is not loaded ({remedy})") from None
+    except Exception as e:
+        raise RunFolderError(f"{path}: corrupt {what} ({type(e).__name__}: {' '.join(str(e).split())[:300]}); "
+                             f"{remedy}") from None

@@ -19,7 +19,6 @@ that ran it, its pid no longer exists or nobody holds the folder's lock. `run` r
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from collections.abc import Iterator
@@ -223,9 +222,7 @@ class RunStore:
 
     def save_snapshot(self, epoch: int, policy_state: dict[str, Any]) -> None:
         """Keep the policy of `epoch` (only what acting needs), e.g. for behaviour policies of datasets."""
-        buf = io.BytesIO()
-        torch.save(policy_state, buf)
-        atomic_write(self.snapshot_path(epoch), lambda f: f.write(buf.getbuffer()))
+        atomic_write(self.snapshot_path(epoch), lambda f: torch.save(policy_state, f))
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         atomic_write(self.checkpoint_path, lambda f: torch.save(state, f))  # streamed: no in-memory copy of it
@@ -234,13 +231,7 @@ class RunStore:
         if not self.checkpoint_path.exists():
             return None
         remedy = "delete it to restart the run from scratch"
-        try:
-            ckpt = load_torch(self.checkpoint_path, "checkpoint", remedy)
-        except RunFolderError:
-            raise
-        except Exception as e:
-            raise RunFolderError(f"{self.checkpoint_path}: corrupt checkpoint ({type(e).__name__}: "
-                                 f"{' '.join(str(e).split())[:300]}); {remedy}") from None
+        ckpt = load_torch(self.checkpoint_path, "checkpoint", remedy)
         if not isinstance(ckpt, dict):
             raise RunFolderError(f"{self.checkpoint_path}: corrupt checkpoint (a {type(ckpt).__name__}, not a "
                                  f"checkpoint); {remedy}")

@@ -195,13 +195,7 @@ def load_policy(run_dir: str | Path, epoch: int) -> Algorithm:
         raise RunFolderError(f"{path}: no policy snapshot for epoch {epoch} (the run keeps one every "
                              f"{spec.snapshot_every or 'no'} epochs)")
     remedy = f"delete the run folder {store.dir} to run it again"
-    try:
-        state = load_torch(path, "policy snapshot", remedy)
-    except RunFolderError:
-        raise
-    except Exception as e:
-        raise RunFolderError(f"{path}: corrupt policy snapshot ({type(e).__name__}: {' '.join(str(e).split())[:300]})"
-                             ) from None
+    state = load_torch(path, "policy snapshot", remedy)
     env, algo = build(spec, "cpu")
     env.close()
     algo.load_policy_state_dict(state)
