@@ -333,3 +333,22 @@ def test_the_alc_claim_verdict_follows_the_interval(tmp_path: Path, skill, verdi
     assert "on 4 of 8 tasks" in c.measured and c.why.startswith("judged on the 4 tasks with runs of both, not all 8")
     assert claims.alc_claim(runs, "ppo-dap", "ppo", protocol=False, n_tasks=8, reps=500, seed=0).verdict == \
         claims.NOT_MEASURED
+
+
+def test_the_mechanisms_table_summarises_declared_non_audit_metrics_over_runs() -> None:
+    from dapbench.report.tables import diagnostics_table
+
+    runs = pd.DataFrame({
+        "task": ["hopper"] * 5, "label": ["ppo-dap"] * 3 + ["dap-x"] * 2, "seed": [0, 1, 2, 0, 1],
+        "bound_share_mean": [0.1, 0.2, 0.3, 0.5, np.nan], "ess_k_mean": [0.9] * 5,
+        "q_gain_mean": [np.nan] * 5,
+    })
+    declared = {"bound_share": {"description": "share on the bound", "audit": False},
+                "ess_k": {"description": "ESS/K", "audit": True},
+                "q_gain": {"description": "never logged here", "audit": False}}
+    t = diagnostics_table(runs, ["ppo-dap", "dap-x"], {"hopper": "Hopper-v5"}, declared)
+    rows = [[c.text for c in r] for r in t.rows]
+    assert rows == [["Hopper-v5", "bound_share", "ppo-dap", "0.2000 ± 0.1000", "0.1000 to 0.3000", "3"],
+                    ["Hopper-v5", "bound_share", "dap-x", "0.5000", "0.5000 to 0.5000", "1"]]
+    # audit metrics live in the audit table; a metric no run logs appears nowhere
+    assert t.notes == ["bound_share: share on the bound"]

@@ -48,6 +48,7 @@ from dapbench.report.tables import (
     audit_table,
     claims_table,
     degeneracy_table,
+    diagnostics_table,
     fmt,
     normalisation_table,
     overhead_table,
@@ -266,8 +267,7 @@ def build_report(opts: ReportOptions, console: Console | None = None) -> ReportO
             res = load_results(opts.results, missing=opts.missing, suite=opts.suite)
             table = load_table()
         with steps.step("per-run metrics"):
-            audit_cols = [k for k, v in res.declared.items() if v.get("audit")]
-            runs = per_run(res.curves, alc_n=opts.alc_n, final_n=opts.final_n, audit=audit_cols)
+            runs = per_run(res.curves, alc_n=opts.alc_n, final_n=opts.final_n, audit=list(res.declared))
             runs = runs.merge(res.included.drop(columns=["suite", "algorithm", "total_steps"]),
                               on=["task", "label", "seed", "run"], how="left")
             window = choose_window(runs, opts)
@@ -415,6 +415,9 @@ def _tables(opts: ReportOptions, runs: pd.DataFrame, res: Results, labels: list[
     audit = audit_table(runs, labels, titles, res.declared)
     if not audit.empty:
         out["audit"] = audit
+    diagnostics = diagnostics_table(runs, labels, titles, res.declared)
+    if not diagnostics.empty:
+        out["diagnostics"] = diagnostics
     degenerate = degeneracy_table(res.curves, labels, titles, res.declared)
     if not degenerate.empty:
         out["degenerate"] = degenerate

@@ -124,6 +124,28 @@ def audit_table(runs: pd.DataFrame, labels: list[str], titles: dict[str, str],
                  ["task", "algorithm", *cols, "runs"], rows, notes)
 
 
+def diagnostics_table(runs: pd.DataFrame, labels: list[str], titles: dict[str, str],
+                      declared: dict[str, dict]) -> Table:
+    """The declared metrics outside the audit (what each mechanism did: weights, bounds, adaptation), per task,
+    metric and algorithm: mean ± sample std over runs of each run's mean over epochs, and the range of those run
+    means. One row per (task, metric, algorithm), so an ablation reads down a metric."""
+    cols = [c for c, d in declared.items() if not d.get("audit") and f"{c}_mean" in runs.columns
+            and runs[f"{c}_mean"].notna().any()]
+    rows = []
+    for task in sorted(runs["task"].unique()):
+        for c in cols:
+            for lab in labels:
+                v = runs.loc[(runs["task"] == task) & (runs["label"] == lab), f"{c}_mean"].dropna()
+                if v.empty:
+                    continue
+                spread = f"{fmt(v.mean(), 4)} ± {fmt(v.std(ddof=1), 4)}" if len(v) > 1 else fmt(v.mean(), 4)
+                rows.append([Cell(titles.get(task, task)), Cell(c), Cell(lab), Cell(spread),
+                             Cell(f"{fmt(v.min(), 4)} to {fmt(v.max(), 4)}"), Cell(str(len(v)))])
+    notes = [f"{c}: {declared[c]['description']}" for c in cols]
+    return Table("What each mechanism did: mean ± std over runs of each run's mean over epochs (range of the run "
+                 "means)", ["task", "metric", "algorithm", "mean ± std", "range", "runs"], rows, notes)
+
+
 def degeneracy_table(curves: pd.DataFrame, labels: list[str], titles: dict[str, str],
                      declared: dict[str, dict]) -> Table:
     """For algorithms that declare a metric at whose value they are numerically their base (a reconstruction's
