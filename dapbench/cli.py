@@ -393,7 +393,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         s, st, ret = r.spec, r.status, r.eval_return
         counts[r.state] += 1
         eta = _fmt_eta(r.seconds_left) if r.state in ("running", "partial", "queued") else ""
-        table.add_row(str(s.relpath()), r.state, f"{st.epoch}/{st.epochs}" if st else "-",
+        table.add_row(str(s.relpath()), r.state, f"{st.epoch}/{max(st.epochs, s.epochs)}" if st else "-",
                       "" if ret != ret else f"{ret:,.1f}", eta, r.job)
         if r.state in plan.FOLDER_PROBLEMS:
             damaged.append(r.error)

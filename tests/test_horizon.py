@@ -29,7 +29,7 @@ def _suite(path: Path, algorithm: dict, total: int, horizon: int | None, **extra
 
 @pytest.mark.parametrize("algo", ["ppo", "ppo-dap"])
 def test_a_short_run_under_a_long_horizon_is_the_first_epochs_and_extends_by_resuming(
-        algo: str, dataset, tmp_path: Path) -> None:  # noqa: F811
+        algo: str, dataset, tmp_path: Path, capsys) -> None:  # noqa: F811
     config = {"num_steps": 512, "num_minibatches": 4, "update_epochs": 2} if algo == "ppo" else DAP_TINY
     entry = {"name": algo, "config": config}
     run = Path("hopper") / algo / "seed_0"
@@ -42,6 +42,10 @@ def test_a_short_run_under_a_long_horizon_is_the_first_epochs_and_extends_by_res
     pd.testing.assert_frame_equal(part, full.iloc[:3], check_exact=True)
     # the same short run extended to the full budget under the same horizon: resumed from epoch 3, not rerun
     extended = _suite(tmp_path / "ext.yaml", entry, 6000, 6000, dataset=dataset)
+    capsys.readouterr()
+    assert cli("status", extended, "--results", tmp_path / "short") == 0  # not "done": 3 of the 6 epochs
+    shown = capsys.readouterr().out
+    assert "partial" in shown and "3/6" in shown and "done" not in shown
     assert cli("run", extended, "--results", tmp_path / "short") == 0
     pd.testing.assert_frame_equal(table(tmp_path / "short" / run), full, check_exact=True)
     log = RunStore(tmp_path / "short" / run).log_path.read_text()

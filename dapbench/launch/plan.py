@@ -51,6 +51,8 @@ def cell_state(spec: RunSpec, results: Path) -> str:
     st = store.status()
     if store.interrupted(st):
         return "interrupted"
+    if st.state == "done" and st.epochs < spec.epochs:  # a shorter run this spec extends (same horizon): `run` goes on
+        return "partial"
     return st.state if st.state != "pending" or not st.epoch else "partial"
 
 
