@@ -352,3 +352,15 @@ def test_the_mechanisms_table_summarises_declared_non_audit_metrics_over_runs() 
                     ["Hopper-v5", "bound_share", "dap-x", "0.5000", "0.5000 to 0.5000", "1"]]
     # audit metrics live in the audit table; a metric no run logs appears nowhere
     assert t.notes == ["bound_share: share on the bound"]
+
+
+def test_a_declaration_field_an_older_run_lacks_comes_from_a_newer_run(tmp_path: Path) -> None:
+    """Runs of one algorithm made before a Metric field existed (degenerate_at) and after: the report knows it."""
+    import json
+
+    old_decl = {"description": "binding share", "gate": None, "bound": 1e-4, "audit": False, "allow_inf": False}
+    for seed, decl in ((0, old_decl), (1, {**old_decl, "degenerate_at": 0.0})):
+        d = write_run(tmp_path, "hopper", "ppo-gc", seed, [1.0, 2.0], extra={"bind": [0.0, 0.0]})
+        (d / "metrics.json").write_text(json.dumps({"algorithm": "ppo-gc", "columns": {"bind": decl}}))
+    res = load_results([tmp_path])
+    assert res.declared["bind"]["degenerate_at"] == 0.0 and res.declared["bind"]["description"] == "binding share"
