@@ -52,6 +52,19 @@ def test_a_short_run_under_a_long_horizon_is_the_first_epochs_and_extends_by_res
     assert "resumed from epoch 3" in log
 
 
+def test_a_short_run_without_its_checkpoint_extends_from_the_start_to_the_same_numbers(tmp_path: Path) -> None:
+    """A committed run folder (no checkpoint) extended on a new machine: rerun from epoch 0, said in its log."""
+    entry = {"name": "ppo", "config": {"num_steps": 512, "num_minibatches": 4, "update_epochs": 2}}
+    short = _suite(tmp_path / "short.yaml", entry, 2000, 4000)
+    long = _suite(tmp_path / "long.yaml", entry, 4000, 4000)
+    assert cli("run", short, "--results", tmp_path / "a") == 0
+    assert cli("run", long, "--results", tmp_path / "b") == 0
+    RunStore(tmp_path / "a" / RUN).checkpoint_path.unlink()
+    assert cli("run", long, "--results", tmp_path / "a") == 0
+    pd.testing.assert_frame_equal(table(tmp_path / "a" / RUN), table(tmp_path / "b" / RUN), check_exact=True)
+    assert "no checkpoint in" in RunStore(tmp_path / "a" / RUN).log_path.read_text()
+
+
 def test_a_horizon_shorter_than_the_budget_is_refused(tmp_path: Path, capsys) -> None:
     suite = _suite(tmp_path / "s.yaml", {"name": "ppo"}, 6000, 3000)
     assert cli("run", suite, "--results", tmp_path / "r") == 2

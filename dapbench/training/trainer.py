@@ -221,6 +221,9 @@ def _train(spec: RunSpec, store: RunStore, log: logging.Logger, progress: bool) 
         rows, start_epoch, wall = ckpt["rows"], ckpt["epoch"], ckpt["wall_clock_s"]
         store.write_metrics(rows)  # the checkpoint is the source of truth
         log.info("resumed from epoch %d", start_epoch)
+    elif (done := store.status().epoch) > 0:  # e.g. a committed run folder (no checkpoints) extended on a new machine
+        log.warning("no checkpoint in %s, though %d epochs are recorded: starting again from epoch 0 (same spec, "
+                    "so the same numbers)", store.dir, done)
     code = algorithm_provenance(spec.algorithm)
     # resumed under other algorithm code (as a new dapbench commit is): flagged here, in provenance and the report
     changed = algorithm_changes(recorded, code) if ckpt is not None else []
