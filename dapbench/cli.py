@@ -228,21 +228,24 @@ def _fmt_hours(h: float) -> str:
 def _dry_run(name: str, specs: list[RunSpec], results: Path) -> None:
     g = plan.grid_plan(specs, results)
     table = Table(title=f"suite {name}: {g.runs} runs -> {results}/")
-    for col in ("task", "algorithm", "seeds", "steps/run", "epochs", "state", "est. CPU time"):
-        table.add_column(col, justify="right" if col in ("seeds", "steps/run", "epochs", "est. CPU time") else "left")
+    for col in ("task", "algorithm", "seeds", "steps/run", "epochs", "state", "CPU time left", "from"):
+        table.add_column(col, justify="right" if col in ("seeds", "steps/run", "epochs", "CPU time left") else "left")
     for c in g.cells:
         state = ", ".join(f"{n} {k}" if len(c.states) > 1 else k for k, n in c.states.items())
+        basis = f"{c.measured} run{'s' * (c.measured != 1)}" if c.measured else "PPO's rate" if c.estimated else ""
         table.add_row(c.task, c.label, str(c.runs), f"{c.total_steps:,}", str(c.epochs), state,
-                      _fmt_hours(c.hours) if c.estimated else "?", style=None if c.runnable else "dim")
+                      _fmt_hours(c.hours) if c.estimated else "?", basis, style=None if c.runnable else "dim")
     console.print(table)
     from dapbench.launch.launchers import default_jobs
 
     console.print(f"{g.runs} runs ({g.runnable} runnable now), {g.total_steps:,} environment steps, "
-                  f"~{_fmt_hours(g.hours)} of CPU time (~{_fmt_hours(g.hours / default_jobs())} on the "
+                  f"~{_fmt_hours(g.hours)} of CPU time left (~{_fmt_hours(g.hours / default_jobs())} on the "
                   f"{default_jobs()} cores here)"
                   + (f" ({g.unknown} runs without an estimate)" if g.unknown else "")
-                  + "; estimate: one core per run, PPO's measured cost per step on top of the task's measured env "
-                  "rate, evaluation episodes at full length. Algorithms heavier than PPO cost more.")
+                  + "; estimate: one core per run, the epochs still to run at the CPU time per epoch the cell's own "
+                  "runs measured (\"from: k runs\"), else at PPO's measured cost per step on top of the task's "
+                  "measured env rate with evaluation episodes at full length (\"from: PPO's rate\": algorithms "
+                  "heavier than PPO cost more).")
     for r in g.reasons:
         console.print(f"  [dim]not runnable yet: {r}[/dim]")
 

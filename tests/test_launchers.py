@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from dapbench.results.store import RunStore
 from tests.conftest import cli, run_and_kill, table, write_suite
@@ -73,3 +74,29 @@ def test_progress_gives_the_latest_evaluation_and_the_time_left(tmp_path: Path) 
     assert store.progress(8) == (20.0, 5 * 12.0)  # the last evaluated epoch's return; 5 epochs left at 12 s
     ret, left = RunStore(tmp_path / "none").progress(3)
     assert ret != ret and left != left  # nothing to show, and no error
+
+
+def test_the_dry_run_estimates_a_cell_from_its_own_runs_cpu_time_per_epoch(tmp_path: Path, capsys) -> None:
+    """A cell with a run that has epochs is estimated at that run's CPU time per epoch (an offline stage included),
+    for the epochs left; a cell without one at PPO's rate."""
+    from dapbench.launch.plan import estimate_hours, grid_plan
+    from dapbench.results.store import Status
+    from dapbench.suite import expand, load_suite
+
+    suite = write_suite(tmp_path / "s.yaml", tasks=["hopper"], seeds=[0, 1], algorithms=["ppo", "ppo-gc"],
+                        budget={"total_steps": 3000, "steps_per_epoch": 1000})
+    specs = expand(load_suite(suite))
+    results = tmp_path / "r"
+    first = next(s for s in specs if s.label == "ppo" and s.seed == 0)
+    store = RunStore(results / first.relpath())
+    store.init(first)
+    store.write_metrics([{"epoch": e, "cpu_train_s": 100.0 if e == 1 else 10.0, "cpu_eval_s": 2.0} for e in (1, 2)])
+    store.write_status(Status(state="pending", epoch=2, epochs=3))
+    cells = {c.label: c for c in grid_plan(specs, results).cells}
+    per_epoch = (102.0 + 12.0) / 2
+    assert cells["ppo"].measured == 1 and cells["ppo"].hours * 3600 == pytest.approx((1 + 3) * per_epoch)  # 1 + 3 left
+    gc = [s for s in specs if s.label == "ppo-gc"]
+    assert cells["ppo-gc"].measured == 0 and cells["ppo-gc"].hours == pytest.approx(sum(estimate_hours(s) for s in gc))
+    assert cli("run", suite, "--results", results, "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert "CPU time left" in out and "1 run" in out and "PPO's rate" in out

@@ -26,7 +26,8 @@ FOLDER_PROBLEMS = ("damaged", "other spec")  # states of run folders `run` refus
 # ----- the dry run -------------------------------------------------------------------------------------------
 def estimate_hours(spec: RunSpec) -> float | None:
     """CPU hours of one run on one core: PPO's measured cost per step on top of the task's measured env rate,
-    evaluation episodes at full length; None when the task's env rate was never measured."""
+    evaluation episodes at full length; None when the task's env rate was never measured. The dry run uses it for
+    cells none of whose runs has an epoch yet; other cells go by their own runs' CPU time per epoch."""
     from dapbench.tasks.registry import TASKS, reference_scores
 
     ref = reference_scores()["tasks"].get(spec.task)
@@ -66,8 +67,9 @@ class CellPlan:
     total_steps: int  # per run
     epochs: int  # per run
     states: Counter[str]
-    hours: float  # sum over the runs with an estimate
+    hours: float  # CPU hours left: sum over the runs with an estimate of their epochs still to run
     estimated: int  # runs with an estimate
+    measured: int = 0  # the cell's runs whose tables gave its CPU time per epoch (0: PPO's formula)
 
     @property
     def runnable(self) -> bool:
@@ -94,9 +96,18 @@ def grid_plan(specs: list[RunSpec], results: Path) -> GridPlan:
         groups.setdefault((s.task, s.label), []).append(s)
     cells = []
     for (task, label), group in groups.items():
-        known = [h for s in group if (h := estimate_hours(s)) is not None]
+        stores = [RunStore(results / s.relpath()) for s in group]
+        done = [st.cpu_per_epoch() if st.metrics_path.exists() else (0, float("nan")) for st in stores]
+        rates = [r for n, r in done if n and r == r]
+        left = [max(0, s.epochs - n) for s, (n, _) in zip(group, done, strict=True)]
+        if rates:  # the cell's own runs measured what an epoch costs (an algorithm's offline stage included)
+            per_epoch = sum(rates) / len(rates)
+            known = [n_left * per_epoch / 3600 for n_left in left]
+        else:
+            known = [h * n_left / s.epochs for s, n_left in zip(group, left, strict=True)
+                     if (h := estimate_hours(s)) is not None]
         cells.append(CellPlan(task, label, len(group), group[0].total_steps, group[0].epochs,
-                              Counter(cell_state(s, results) for s in group), sum(known), len(known)))
+                              Counter(cell_state(s, results) for s in group), sum(known), len(known), len(rates)))
     return GridPlan(cells, len(specs), sum(s.runnable for s in specs), sum(s.total_steps for s in specs),
                     sum(c.hours for c in cells), sum(c.runs - c.estimated for c in cells),
                     sorted({r for s in specs if (r := unavailable_reason(s))}))

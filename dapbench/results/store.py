@@ -217,6 +217,18 @@ class RunStore:
         left = max(0, epochs - len(df)) * per_epoch
         return (float(ev.iloc[-1]) if len(ev) else float("nan")), left
 
+    def cpu_per_epoch(self) -> tuple[int, float]:
+        """(epochs in the table, their mean CPU seconds: training plus evaluation); (0, NaN) when the table is
+        missing, unreadable or predates CPU-time columns."""
+        try:
+            df = pd.read_parquet(self.metrics_path)
+        except Exception:
+            return 0, float("nan")
+        if "cpu_train_s" not in df:
+            return 0, float("nan")
+        cpu = (df["cpu_train_s"] + (df["cpu_eval_s"].fillna(0.0) if "cpu_eval_s" in df else 0.0)).dropna()
+        return (len(cpu), float(cpu.mean())) if len(cpu) else (0, float("nan"))
+
     def snapshot_path(self, epoch: int) -> Path:
         return self.dir / "snapshots" / f"policy_epoch_{epoch:04d}.pt"
 
