@@ -71,14 +71,17 @@ def test_progress_gives_the_latest_evaluation_and_the_time_left(tmp_path: Path) 
     store.dir.mkdir(parents=True)
     store.write_metrics([{"epoch": e, "eval_return_mean": 10.0 * e if e < 3 else float("nan"), "time_epoch_s": 12.0}
                          for e in (1, 2, 3)])
+    assert store.progress(8) == (20.0, 8 * 12.0)  # no checkpoint: it will start again from epoch 0
+    store.checkpoint_path.write_bytes(b"resumable")
     assert store.progress(8) == (20.0, 5 * 12.0)  # the last evaluated epoch's return; 5 epochs left at 12 s
     ret, left = RunStore(tmp_path / "none").progress(3)
     assert ret != ret and left != left  # nothing to show, and no error
 
 
 def test_the_dry_run_estimates_a_cell_from_its_own_runs_cpu_time_per_epoch(tmp_path: Path, capsys) -> None:
-    """A cell with a run that has epochs is estimated at that run's CPU time per epoch (an offline stage included),
-    for the epochs left; a cell without one at PPO's rate."""
+    """A cell with a run that has epochs is estimated from that run: its first epoch's CPU time (an offline stage
+    included) for runs still to start, the later epochs' mean for the rest; a run without its checkpoint starts
+    again from epoch 0; a cell without such a run goes at PPO's rate."""
     from dapbench.launch.plan import estimate_hours, grid_plan
     from dapbench.results.store import Status
     from dapbench.suite import expand, load_suite
@@ -92,11 +95,18 @@ def test_the_dry_run_estimates_a_cell_from_its_own_runs_cpu_time_per_epoch(tmp_p
     store.init(first)
     store.write_metrics([{"epoch": e, "cpu_train_s": 100.0 if e == 1 else 10.0, "cpu_eval_s": 2.0} for e in (1, 2)])
     store.write_status(Status(state="pending", epoch=2, epochs=3))
-    cells = {c.label: c for c in grid_plan(specs, results).cells}
-    per_epoch = (102.0 + 12.0) / 2
-    assert cells["ppo"].measured == 1 and cells["ppo"].hours * 3600 == pytest.approx((1 + 3) * per_epoch)  # 1 + 3 left
+    store.checkpoint_path.write_bytes(b"resumable")
+
+    def left_s(label: str) -> float:
+        cells = {c.label: c for c in grid_plan(specs, results).cells}
+        return cells[label].hours * 3600
+
+    # seed 0 resumes: its last epoch at 12 s; seed 1 starts: 102 s, then 2 x 12 s
+    assert left_s("ppo") == pytest.approx(12.0 + 102.0 + 2 * 12.0)
+    store.checkpoint_path.unlink()  # as a committed run folder on a new machine: seed 0 starts again too
+    assert left_s("ppo") == pytest.approx(2 * (102.0 + 2 * 12.0))
     gc = [s for s in specs if s.label == "ppo-gc"]
-    assert cells["ppo-gc"].measured == 0 and cells["ppo-gc"].hours == pytest.approx(sum(estimate_hours(s) for s in gc))
+    assert left_s("ppo-gc") == pytest.approx(sum(estimate_hours(s) for s in gc) * 3600)
     assert cli("run", suite, "--results", results, "--dry-run") == 0
-    out = capsys.readouterr().out
-    assert "CPU time left" in out and "1 run" in out and "PPO's rate" in out
+    rows = {line.split("│")[2].strip(): line for line in capsys.readouterr().out.splitlines() if line.count("│") > 8}
+    assert rows["ppo"].rstrip("│ ").endswith("1 run") and rows["ppo-gc"].rstrip("│ ").endswith("PPO's rate")

@@ -75,7 +75,7 @@ def test_per_run_metrics_overheads_and_ppo_normalised_alc(tmp_path: Path) -> Non
               extra={"oglr": np.zeros(45), "spr": np.zeros(45), "ess_k": np.linspace(1, 0.5, 45)})
     res = load_results(tmp_path)
     audit = [k for k, v in res.declared.items() if v["audit"]]
-    runs = per_run(res.curves, alc_n=40, final_n=5, audit=audit).set_index(["label", "seed"])
+    runs = per_run(res.curves, alc_n=40, final_n=5, metrics=audit).set_index(["label", "seed"])
     assert runs.loc[("ppo", 0), "alc"] == pytest.approx(20.5)  # mean of 1..40
     assert runs.loc[("ppo", 0), "final_return"] == pytest.approx(43.0)  # mean of 41..45
     assert runs.loc[("ppo", 1), "alc"] == pytest.approx(61.5)
@@ -364,3 +364,19 @@ def test_a_declaration_field_an_older_run_lacks_comes_from_a_newer_run(tmp_path:
         (d / "metrics.json").write_text(json.dumps({"algorithm": "ppo-gc", "columns": {"bind": decl}}))
     res = load_results([tmp_path])
     assert res.declared["bind"]["degenerate_at"] == 0.0 and res.declared["bind"]["description"] == "binding share"
+
+
+def test_a_built_report_has_the_mechanisms_table_of_non_audit_metrics(tmp_path: Path) -> None:
+    import json
+
+    decl = {"bound_share": {"description": "share on the bound", "gate": None, "bound": 1e-4, "audit": False,
+                            "allow_inf": False}}
+    for seed, share in ((0, 0.25), (1, 0.75)):
+        d = write_run(tmp_path / "r", "hopper", "ppo-dap", seed, [1.0, 2.0, 3.0, 4.0],
+                      extra={"bound_share": [share] * 4})
+        (d / "metrics.json").write_text(json.dumps({"algorithm": "ppo-dap", "columns": decl}))
+    assert cli("report", tmp_path / "r", "-o", tmp_path / "out", "--reps", 100, "--no-pdf") == 0
+    t = pd.read_csv(tmp_path / "out" / "tables" / "diagnostics.csv")
+    assert t.to_dict("records") == [{"task": "Hopper-v5", "metric": "bound_share", "algorithm": "ppo-dap",
+                                     "mean ± std": "0.5000 ± 0.3536", "range": "0.2500 to 0.7500", "runs": 2}]
+    assert "Mechanisms" in (tmp_path / "out" / "report.html").read_text()

@@ -193,8 +193,8 @@ def load_results(roots: Path | str | Sequence[Path | str], missing: MissingPolic
             rows.append(row)
             if df is not None:
                 tables.append(df.append_column("run", pa.array([row["run"]] * df.num_rows)))
-                for k, v in read_declared(d, df.column_names).items():  # a field an older run's file lacks
-                    declared[k] = {**v, **declared.get(k, {})}             # (degenerate_at) comes from a newer one
+                for k, v in read_declared(d, df.column_names).items():  # the first run read sets each field;
+                    declared[k] = {**v, **declared.get(k, {})}             # one its file lacks comes from another
     if suite is not None:
         if len(root_list) != 1:
             raise BadInputError("--suite needs exactly one results folder (the suite's)")

@@ -98,12 +98,13 @@ def _steps(x: float) -> str:
     return f"{x / 1e6:g}M" if x >= 1e6 else f"{x / 1e3:g}k"
 
 
-def per_run(curves: pd.DataFrame, alc_n: int = ALC_N, final_n: int = FINAL_N, audit: Sequence[str] = ()
+def per_run(curves: pd.DataFrame, alc_n: int = ALC_N, final_n: int = FINAL_N, metrics: Sequence[str] = ()
             ) -> pd.DataFrame:
     """One row per run: ALC@n by steps (mean, trapezoid) and its flag, final return, evaluations, training time,
-    CPU time, wall-clock, peak memory and, for every `audit` column the run logs, its mean and max over epochs."""
+    CPU time, wall-clock, peak memory and, for every column of `metrics` the run logs (the declared metrics, audit
+    or not), its mean and max over epochs (`<name>_mean`, `<name>_max`)."""
     c = curves.sort_values(["run", "env_steps"], kind="stable", ignore_index=True)
-    audit = [a for a in audit if a in c.columns]
+    metrics = [a for a in metrics if a in c.columns]
 
     def col(name: str) -> np.ndarray:
         return c[name].to_numpy(float) if name in c.columns else np.full(len(c), np.nan)
@@ -112,7 +113,7 @@ def per_run(curves: pd.DataFrame, alc_n: int = ALC_N, final_n: int = FINAL_N, au
     wall, rss, cuda = col("wall_clock_s"), col("peak_rss_mb"), col("cuda_peak_mb")
     train, cpu = col("time_train_s"), col("cpu_train_s")
     horizon, epoch_len = col("horizon_steps"), col("steps_per_epoch")
-    extra = {a: col(a) for a in audit}
+    extra = {a: col(a) for a in metrics}
     run_ids = c["run"].to_numpy()
     starts = np.flatnonzero(np.r_[True, run_ids[1:] != run_ids[:-1]])
     rows = []

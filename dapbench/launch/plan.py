@@ -69,7 +69,7 @@ class CellPlan:
     states: Counter[str]
     hours: float  # CPU hours left: sum over the runs with an estimate of their epochs still to run
     estimated: int  # runs with an estimate
-    measured: int = 0  # the cell's runs whose tables gave its CPU time per epoch (0: PPO's formula)
+    measured: int = 0  # the cell's runs whose tables gave CPU times per epoch (0: all at PPO's rate)
 
     @property
     def runnable(self) -> bool:
@@ -97,17 +97,21 @@ def grid_plan(specs: list[RunSpec], results: Path) -> GridPlan:
     cells = []
     for (task, label), group in groups.items():
         stores = [RunStore(results / s.relpath()) for s in group]
-        done = [st.cpu_per_epoch() if st.metrics_path.exists() else (0, float("nan")) for st in stores]
-        rates = [r for n, r in done if n and r == r]
-        left = [max(0, s.epochs - n) for s, (n, _) in zip(group, done, strict=True)]
-        if rates:  # the cell's own runs measured what an epoch costs (an algorithm's offline stage included)
-            per_epoch = sum(rates) / len(rates)
-            known = [n_left * per_epoch / 3600 for n_left in left]
-        else:
-            known = [h * n_left / s.epochs for s, n_left in zip(group, left, strict=True)
-                     if (h := estimate_hours(s)) is not None]
+        costs = [st.epoch_costs() for st in stores]
+        firsts = [f for n, f, _ in costs if n and f == f]
+        laters = [x for n, _, x in costs if n > 1 and x == x]
+        known = []
+        for s, st in zip(group, stores, strict=True):
+            base = estimate_hours(s)  # PPO's rate: for what the cell's own runs have not measured
+            per = sum(laters) / len(laters) if laters else None if base is None else base * 3600 / s.epochs
+            if per is None:
+                continue
+            first = sum(firsts) / len(firsts) if firsts else per  # the first epoch holds any offline stage
+            kept = st.epochs_kept(s.epochs)
+            known.append((first + (s.epochs - 1) * per if kept == 0 else max(0, s.epochs - kept) * per) / 3600)
         cells.append(CellPlan(task, label, len(group), group[0].total_steps, group[0].epochs,
-                              Counter(cell_state(s, results) for s in group), sum(known), len(known), len(rates)))
+                              Counter(cell_state(s, results) for s in group), sum(known), len(known),
+                              sum(1 for n, f, _ in costs if n and f == f)))
     return GridPlan(cells, len(specs), sum(s.runnable for s in specs), sum(s.total_steps for s in specs),
                     sum(c.hours for c in cells), sum(c.runs - c.estimated for c in cells),
                     sorted({r for s in specs if (r := unavailable_reason(s))}))
@@ -265,6 +269,7 @@ def run_states(specs: list[RunSpec], results: Path, progress: bool = False) -> R
         if rec:
             state, error = slurm.run_state(store, st, job, rec, answered)
             state = "partial" if state == "pending" and st.epoch else state
+            state = "partial" if state == "done" and st.epochs < s.epochs else state  # a suite that extends it
         else:
             error = "its process is gone: `run` resumes it" if state == "interrupted" else st.error
         shown = "" if rec is None else f"{rec['job_id']} {job or 'ended'}" if answered else rec["job_id"]

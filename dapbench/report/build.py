@@ -267,7 +267,7 @@ def build_report(opts: ReportOptions, console: Console | None = None) -> ReportO
             res = load_results(opts.results, missing=opts.missing, suite=opts.suite)
             table = load_table()
         with steps.step("per-run metrics"):
-            runs = per_run(res.curves, alc_n=opts.alc_n, final_n=opts.final_n, audit=list(res.declared))
+            runs = per_run(res.curves, alc_n=opts.alc_n, final_n=opts.final_n, metrics=list(res.declared))
             runs = runs.merge(res.included.drop(columns=["suite", "algorithm", "total_steps"]),
                               on=["task", "label", "seed", "run"], how="left")
             window = choose_window(runs, opts)

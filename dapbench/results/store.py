@@ -214,20 +214,32 @@ class RunStore:
             return float("nan"), float("nan")
         ev = df["eval_return_mean"].dropna() if "eval_return_mean" in df else pd.Series(dtype=float)
         per_epoch = float(df["time_epoch_s"].mean()) if "time_epoch_s" in df and len(df) else float("nan")
-        left = max(0, epochs - len(df)) * per_epoch
+        kept = len(df) if len(df) >= epochs or self.checkpoint_path.exists() else 0  # no checkpoint: from epoch 0
+        left = max(0, epochs - kept) * per_epoch
         return (float(ev.iloc[-1]) if len(ev) else float("nan")), left
 
-    def cpu_per_epoch(self) -> tuple[int, float]:
-        """(epochs in the table, their mean CPU seconds: training plus evaluation); (0, NaN) when the table is
-        missing, unreadable or predates CPU-time columns."""
+    def epoch_costs(self) -> tuple[int, float, float]:
+        """(epochs in the table, CPU seconds of its first epoch, mean CPU seconds of the later ones), CPU seconds
+        being training plus evaluation; the first epoch apart because it holds any offline stage (DTQL's). (0, NaN,
+        NaN) when the table is missing or unreadable; NaN costs where it predates the CPU-time columns."""
         try:
             df = pd.read_parquet(self.metrics_path)
         except Exception:
-            return 0, float("nan")
-        if "cpu_train_s" not in df:
-            return 0, float("nan")
-        cpu = (df["cpu_train_s"] + (df["cpu_eval_s"].fillna(0.0) if "cpu_eval_s" in df else 0.0)).dropna()
-        return (len(cpu), float(cpu.mean())) if len(cpu) else (0, float("nan"))
+            return 0, float("nan"), float("nan")
+        if "cpu_train_s" not in df or not len(df):
+            return len(df), float("nan"), float("nan")
+        cpu = df["cpu_train_s"] + (df["cpu_eval_s"].fillna(0.0) if "cpu_eval_s" in df else 0.0)
+        later = cpu.iloc[1:].dropna()
+        return len(df), float(cpu.iloc[0]), float(later.mean()) if len(later) else float("nan")
+
+    def epochs_kept(self, epochs: int) -> int:
+        """The epochs of the table that a run of `epochs` epochs will not run again: all of them when it is
+        complete or resumable from its checkpoint, none when it has no checkpoint (it starts again from epoch 0)."""
+        try:
+            n = pd.read_parquet(self.metrics_path, columns=["epoch"]).shape[0]
+        except Exception:
+            return 0
+        return n if n >= epochs or self.checkpoint_path.exists() else 0
 
     def snapshot_path(self, epoch: int) -> Path:
         return self.dir / "snapshots" / f"policy_epoch_{epoch:04d}.pt"
