@@ -380,3 +380,16 @@ def test_a_built_report_has_the_mechanisms_table_of_non_audit_metrics(tmp_path: 
     assert t.to_dict("records") == [{"task": "Hopper-v5", "metric": "bound_share", "algorithm": "ppo-dap",
                                      "mean ± std": "0.5000 ± 0.3536", "range": "0.2500 to 0.7500", "runs": 2}]
     assert "Mechanisms" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_the_degenerate_table_counts_the_epochs_a_variant_acted_in_and_never_prints_a_nonzero_rate_as_zero() -> None:
+    from dapbench.report.tables import degeneracy_table
+
+    curves = pd.DataFrame({"task": ["hopper"] * 4, "label": ["ppo-gc"] * 4, "run": ["a", "a", "b", "b"],
+                           "bind": [0.0, 1.6e-5, 0.0, 0.0]})
+    declared = {"bind": {"description": "binding share", "degenerate_at": 0.0}}
+    [row] = [[c.text for c in r] for r in degeneracy_table(curves, ["ppo-gc"], {}, declared).rows]
+    assert row == ["hopper", "ppo-gc", "bind", "4.0e-06", "1.6e-05", "acted in 1 of 4 epochs (1 of 2 runs)"]
+    curves["bind"] = 0.0
+    [row] = [[c.text for c in r] for r in degeneracy_table(curves, ["ppo-gc"], {}, declared).rows]
+    assert row[3:] == ["0.0000", "0.0000", "numerically its base in every epoch"]

@@ -42,6 +42,12 @@ def fmt(x: float, digits: int = 1) -> str:
     return f"{x:,.{digits}f}"
 
 
+def _small(x: float) -> str:
+    """A rate that may be tiny but not zero: 4 decimals, or scientific notation below 0.001 (never '0.0000' for a
+    non-zero value)."""
+    return f"{x:.1e}" if x and abs(x) < 1e-3 and math.isfinite(x) else fmt(x, 4)
+
+
 def mean_std(mean: float, std: float, n: int, n_max: int, digits: int = 1) -> str:
     """'mean ± std' over seeds ('(n=k)' when this cell has fewer runs than the fullest cell)."""
     if not math.isfinite(mean):
@@ -155,11 +161,12 @@ def degeneracy_table(curves: pd.DataFrame, labels: list[str], titles: dict[str, 
     for c, d in cols.items():
         for (task, lab), g in curves.dropna(subset=[c]).groupby(["task", "label"]):
             v = g[c].to_numpy(float)
-            at = float(d["degenerate_at"])
-            acted = bool((v != at).any())
-            rows.append([Cell(titles.get(task, task)), Cell(lab), Cell(c), Cell(fmt(v.mean(), 4)),
-                         Cell(fmt(v.max(), 4)), Cell("acted" if acted else "numerically its base in every epoch",
-                                                     bold=not acted)])
+            acted = int((v != float(d["degenerate_at"])).sum())
+            runs = g.loc[g[c] != float(d["degenerate_at"]), "run"].nunique()
+            said = (f"acted in {acted} of {len(v)} epochs ({runs} of {g['run'].nunique()} runs)" if acted else
+                    "numerically its base in every epoch")
+            rows.append([Cell(titles.get(task, task)), Cell(lab), Cell(c), Cell(_small(v.mean())),
+                         Cell(_small(v.max())), Cell(said, bold=not acted)])
     order = {lab: i for i, lab in enumerate(labels)}
     rows.sort(key=lambda r: (order.get(r[1].text, 99), r[0].text))
     notes = [f"{c}: {d['description']}" for c, d in cols.items()]
