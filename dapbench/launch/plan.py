@@ -101,13 +101,13 @@ def grid_plan(specs: list[RunSpec], results: Path) -> GridPlan:
         firsts = [f for n, f, _ in costs if n and f == f]
         laters = [x for n, _, x in costs if n > 1 and x == x]
         known = []
-        for s, st in zip(group, stores, strict=True):
+        for s, st, (recorded, _, _) in zip(group, stores, costs, strict=True):
             base = estimate_hours(s)  # PPO's rate: for what the cell's own runs have not measured
             per = sum(laters) / len(laters) if laters else None if base is None else base * 3600 / s.epochs
             if per is None:
                 continue
             first = sum(firsts) / len(firsts) if firsts else per  # the first epoch holds any offline stage
-            kept = st.epochs_kept(s.epochs)
+            kept = st.epochs_kept(recorded, s.epochs)
             known.append((first + (s.epochs - 1) * per if kept == 0 else max(0, s.epochs - kept) * per) / 3600)
         cells.append(CellPlan(task, label, len(group), group[0].total_steps, group[0].epochs,
                               Counter(cell_state(s, results) for s in group), sum(known), len(known),

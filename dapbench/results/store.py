@@ -214,8 +214,7 @@ class RunStore:
             return float("nan"), float("nan")
         ev = df["eval_return_mean"].dropna() if "eval_return_mean" in df else pd.Series(dtype=float)
         per_epoch = float(df["time_epoch_s"].mean()) if "time_epoch_s" in df and len(df) else float("nan")
-        kept = len(df) if len(df) >= epochs or self.checkpoint_path.exists() else 0  # no checkpoint: from epoch 0
-        left = max(0, epochs - kept) * per_epoch
+        left = max(0, epochs - self.epochs_kept(len(df), epochs)) * per_epoch
         return (float(ev.iloc[-1]) if len(ev) else float("nan")), left
 
     def epoch_costs(self) -> tuple[int, float, float]:
@@ -232,14 +231,10 @@ class RunStore:
         later = cpu.iloc[1:].dropna()
         return len(df), float(cpu.iloc[0]), float(later.mean()) if len(later) else float("nan")
 
-    def epochs_kept(self, epochs: int) -> int:
-        """The epochs of the table that a run of `epochs` epochs will not run again: all of them when it is
-        complete or resumable from its checkpoint, none when it has no checkpoint (it starts again from epoch 0)."""
-        try:
-            n = pd.read_parquet(self.metrics_path, columns=["epoch"]).shape[0]
-        except Exception:
-            return 0
-        return n if n >= epochs or self.checkpoint_path.exists() else 0
+    def epochs_kept(self, recorded: int, epochs: int) -> int:
+        """Of the `recorded` epochs in the table, those a run of `epochs` epochs will not run again: all of them when
+        it is complete or resumable from its checkpoint, none without a checkpoint (it starts again from epoch 0)."""
+        return recorded if recorded >= epochs or self.checkpoint_path.exists() else 0
 
     def snapshot_path(self, epoch: int) -> Path:
         return self.dir / "snapshots" / f"policy_epoch_{epoch:04d}.pt"
