@@ -393,3 +393,36 @@ def test_the_degenerate_table_counts_the_epochs_a_variant_acted_in_and_never_pri
     curves["bind"] = 0.0
     [row] = [[c.text for c in r] for r in degeneracy_table(curves, ["ppo-gc"], {}, declared).rows]
     assert row[3:] == ["0.0000", "0.0000", "numerically its base in every epoch"]
+
+
+def test_report_tables_say_what_their_labels_say_with_negative_returns_unequal_seeds_and_a_missing_run(
+        tmp_path: Path) -> None:
+    """Three labels that once read wrong: a ratio to PPO on a task whose returns are negative (-250 / -221 read
+    1.13 for a worse run) is left out and said why; 'seeds now' gives each side's count when they differ (it
+    printed their mean, 2 for 1 run against 3); the device column names the CPU when a missing run's row made
+    the GPU field NaN (it printed 'cpu: nan')."""
+    suite = write_suite(tmp_path / "s.yaml", tasks=["hopper", "pusher"], algorithms=["ppo", "ppo-dap"],
+                        seeds=[0, 1, 2])
+    results = tmp_path / "r"
+    returns = {("hopper", "ppo"): 100.0, ("hopper", "ppo-dap"): 200.0, ("pusher", "ppo"): -200.0,
+               ("pusher", "ppo-dap"): -250.0}
+    for spec in expand(load_suite(suite)):
+        if (spec.task, spec.label) == ("hopper", "ppo-dap") and spec.seed > 0:
+            continue  # never ran: missing
+        store = RunStore(results / spec.relpath())
+        store.init(spec)
+        store.add_provenance({"started": "2026-01-01T00:00:00+00:00", "device": "cpu", "cpu": "synthetic",
+                              "gpu": None, "hostname": "synthetic"})
+        y = returns[spec.task, spec.label]
+        store.write_metrics([{"epoch": e, "env_steps": e * spec.steps_per_epoch, "eval_return_mean": y + spec.seed,
+                              "wall_clock_s": 1.0 * e, "peak_rss_mb": 100.0} for e in range(1, spec.epochs + 1)])
+        store.write_status(Status(state="done", epoch=spec.epochs, epochs=spec.epochs))
+    assert cli("report", results, "--suite", suite, "-o", tmp_path / "out", "--reps", 100, "--no-pdf") == 0
+    tables = tmp_path / "out" / "tables"
+    ratio = pd.read_csv(tables / "alc_vs_baseline.csv").set_index("task")
+    assert ratio.loc["Hopper-v5", "ppo-dap"].startswith("1.98") and ratio.loc["Pusher-v5", "ppo-dap"] == "-"
+    assert "No ratio where ppo&#39;s mean is not positive (Pusher-v5)" in (tmp_path / "out" / "report.html").read_text()
+    seeds = pd.read_csv(tables / "seeds_alc.csv").set_index("task")
+    assert str(seeds.loc["Hopper-v5", "seeds now"]) == "1 (ppo: 3)" and str(seeds.loc["Pusher-v5", "seeds now"]) == "3"
+    cells = pd.read_csv(tables / "cells.csv")
+    assert set(cells["device"]) == {"cpu: synthetic"}

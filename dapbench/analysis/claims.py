@@ -173,5 +173,7 @@ def seeds_needed(runs: pd.DataFrame, column: str, labels: list[str], baseline: s
                 continue
             d = detectability(x, base, reps=reps, seed=seed)
             rows.append({"task": t, "label": lab, "diff": d.diff, "ci_low": d.ci[0], "ci_high": d.ci[1],
-                         "mde": d.mde, "seeds": d.seeds, "seeds_needed": d.seeds_for(d.diff)})
-    return pd.DataFrame(rows, columns=["task", "label", "diff", "ci_low", "ci_high", "mde", "seeds", "seeds_needed"])
+                         "mde": d.mde, "seeds": d.seeds, "seeds_needed": d.seeds_for(d.diff),
+                         "n": int(np.isfinite(x).sum()), "n_base": int(np.isfinite(base).sum())})
+    return pd.DataFrame(rows, columns=["task", "label", "diff", "ci_low", "ci_high", "mde", "seeds", "seeds_needed",
+                                       "n", "n_base"])

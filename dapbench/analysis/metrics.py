@@ -170,8 +170,11 @@ def _nanmax(v: np.ndarray) -> float:
 
 
 def alc_vs_baseline(runs: pd.DataFrame, baseline: str, column: str = "alc") -> pd.Series:
-    """ALC / (mean ALC of the `baseline` label's runs on the same task); NaN without baseline runs."""
+    """ALC / (mean ALC of the `baseline` label's runs on the same task); NaN without baseline runs, and NaN where
+    that mean is not positive: a ratio to a negative return reads backwards (-250 / -221 = 1.13 for a worse
+    run), so those tasks have no ratio (compare their differences or normalised scores instead)."""
     ref = runs[runs["label"] == baseline].groupby("task")[column].mean()
+    ref = ref.where(ref > 0)
     return runs[column] / runs["task"].map(ref)
 
 

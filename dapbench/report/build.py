@@ -11,6 +11,7 @@ traced to run folders and code versions, and two builds compared.
 from __future__ import annotations
 
 import logging
+import math
 import platform
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -212,6 +213,22 @@ def _aggregate_rows(scope: str, names: list[str], points: dict, cis: dict) -> li
     return rows
 
 
+def _ratio_notes(runs: pd.DataFrame, baseline: str) -> list[str]:
+    """Why a task has no ratio: its baseline's mean ALC is not positive (metrics.alc_vs_baseline)."""
+    ref = runs[runs["label"] == baseline].groupby("task")["alc_metric"].mean()
+    bad = [t for t, v in ref.items() if not v > 0]
+    if not bad:
+        return []
+    names = ", ".join(TASKS[t].gym_id if t in TASKS else t for t in bad)
+    return [f"No ratio where {baseline}'s mean is not positive ({names}): a ratio of negative returns reads "
+            "backwards; see the differences in the seeds table."]
+
+
+def _known(v: object) -> bool:
+    """A provenance field that was recorded (not None, not a NaN that pandas filled in for a missing key)."""
+    return v is not None and not (isinstance(v, float) and math.isnan(v)) and v != ""
+
+
 def _cells_table(res: Results, labels: list[str], titles: dict[str, str]) -> Table:
     """Provenance per task x algorithm: seeds done and not, budget, code commits, software, machine."""
     rows = []
@@ -222,7 +239,7 @@ def _cells_table(res: Results, labels: list[str], titles: dict[str, str]) -> Tab
         dirty = bool(done["dirty"].fillna(False).astype(bool).any())
         soft = sorted({f"torch {r.torch_version}, gymnasium {r.gymnasium_version}, mujoco {r.mujoco_version}"
                        for r in done.itertuples()}) if len(done) else []
-        machine = sorted({f"{r.run_device}: {r.gpu or r.cpu}" for r in done.itertuples()}) if len(done) else []
+        machine = sorted({f"{r.run_device}: {r.gpu if _known(r.gpu) else r.cpu}" for r in done.itertuples()})
         rows.append([
             Cell(titles.get(task, task)), Cell(lab), Cell(", ".join(str(s) for s in done["seed"]) or "-"),
             Cell(", ".join(f"{r.seed} ({r.state})" for r in bad.itertuples()) or "-", bold=len(bad) > 0),
@@ -403,7 +420,7 @@ def _tables(opts: ReportOptions, runs: pd.DataFrame, res: Results, labels: list[
     if opts.baseline in labels:
         out["alc_vs_baseline"] = task_by_label(runs, "alc_vs_baseline", labels, titles,
                                                f"{window.alc_label} / mean {window.alc_label} of {opts.baseline} on "
-                                               "the same task", digits=3)
+                                               "the same task", digits=3, notes=_ratio_notes(runs, opts.baseline))
         seeds = seeds_needed(runs, "alc_metric", labels, opts.baseline, min(opts.reps, 5_000), opts.seed)
         if len(seeds):
             out["seeds_alc"] = seeds_table(seeds, titles, f"{window.alc_label}", opts.baseline)

@@ -212,13 +212,14 @@ def seeds_table(seeds: pd.DataFrame, titles: dict[str, str], metric: str, baseli
         need = r.seeds_needed
         rows.append([Cell(titles.get(r.task, r.task)), Cell(r.label), Cell(f"{fmt(r.diff)} [{fmt(r.ci_low)}, "
                                                                            f"{fmt(r.ci_high)}]"),
-                     Cell(fmt(r.mde)), Cell(f"{r.seeds:g}"),
+                     Cell(fmt(r.mde)), Cell(f"{r.n}" if r.n == r.n_base else f"{r.n} ({baseline}: {r.n_base})"),
                      Cell("-" if not math.isfinite(need) else f"{int(need):,}" if need < 1e6 else "> 1,000,000")])
     return Table(f"How many seeds would it take: {metric}, each algorithm minus {baseline}",
                  ["task", "algorithm", "difference [95% CI]", "smallest detectable difference", "seeds now",
                   "seeds to detect the observed difference"], rows,
                  ["Smallest detectable difference = 2.80 x the bootstrap standard error of the difference (80% power, "
                   "two-sided 5%); seeds needed scale it by (detectable / observed)^2 (dapbench.analysis.power). "
+                  "Seeds now: the algorithm's runs (and the baseline's, where they differ). "
                   "Normal approximations from few seeds: rough, but they tell a measured absence of an effect from "
                   "an unmeasured one."])
 
