@@ -421,10 +421,10 @@ def _tables(opts: ReportOptions, runs: pd.DataFrame, res: Results, labels: list[
         out["alc_vs_baseline"] = task_by_label(runs, "alc_vs_baseline", labels, titles,
                                                f"{window.alc_label} / mean {window.alc_label} of {opts.baseline} on "
                                                "the same task", digits=3, notes=_ratio_notes(runs, opts.baseline))
-        seeds = seeds_needed(runs, "alc_metric", labels, opts.baseline, min(opts.reps, 5_000), opts.seed)
+        seeds = seeds_needed(runs, "alc_metric", labels, opts.baseline)
         if len(seeds):
             out["seeds_alc"] = seeds_table(seeds, titles, f"{window.alc_label}", opts.baseline)
-        seeds = seeds_needed(runs, "final_metric", labels, opts.baseline, min(opts.reps, 5_000), opts.seed)
+        seeds = seeds_needed(runs, "final_metric", labels, opts.baseline)
         if len(seeds):
             out["seeds_final"] = seeds_table(seeds, titles, window.final_label, opts.baseline)
     if len(pairs):
@@ -481,7 +481,7 @@ def _claims(opts: ReportOptions, runs: pd.DataFrame, pairs: pd.DataFrame, window
     at_budget = bool((runs["total_steps"] >= c["final_vs_best"]["steps"]).all())
     return [
         claims.alc_claim(runs, target, baseline, window.protocol_alc, int(c["tasks"]), reps, opts.seed),
-        claims.final_claim(runs, target, at_budget, reps, opts.seed),
+        claims.final_claim(runs, target, at_budget),
         # CPU time first: on a shared CPU machine the wall-clock ratios also measure the load when each run ran
         claims.overhead_claim(pairs, target, "wall_clock", "cpu_time_ratio", gpu, reps, opts.seed,
                               "CPU time of training (no evaluation)"),

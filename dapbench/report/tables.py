@@ -36,16 +36,21 @@ class Table:
 
 
 def fmt(x: float, digits: int = 1) -> str:
-    """A number for a table: thousands separators, fixed digits, '-' for NaN."""
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+    """A number for a table: thousands separators, fixed digits; '-' for NaN (missing), 'inf' for infinity, and
+    one significant digit where the fixed digits would print a non-zero value as 0 (0.04, not 0.0)."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    if x != 0 and round(x, digits) == 0:
+        return f"{x:.1g}"
     return f"{x:,.{digits}f}"
 
 
-def _small(x: float) -> str:
-    """A rate that may be tiny but not zero: 4 decimals, or scientific notation below 0.001 (never '0.0000' for a
-    non-zero value)."""
-    return f"{x:.1e}" if x and abs(x) < 1e-3 and math.isfinite(x) else fmt(x, 4)
+def _small(x: float, digits: int = 4) -> str:
+    """A rate that may be tiny but not zero: `digits` decimals, or scientific notation below 0.001 (never '0.0000'
+    for a non-zero value)."""
+    return f"{x:.1e}" if x and abs(x) < 1e-3 and math.isfinite(x) else fmt(x, digits)
 
 
 def mean_std(mean: float, std: float, n: int, n_max: int, digits: int = 1) -> str:
@@ -85,7 +90,7 @@ def overhead_table(pairs: pd.DataFrame, labels: list[str], titles: dict[str, str
     evaluation every method pays alike; then total wall-clock and memory), mean ± std over paired seeds; a last
     row over all pairs."""
     measures = [(col, name) for col, (_, name) in OVERHEAD_MEASURES.items() if pairs[col].notna().any()]
-    header = ["task", "algorithm", *[f"{name} / {baseline}" for _, name in measures], "pairs (seeds)"]
+    header = ["task", "algorithm", *[f"{name} / {baseline}" for _, name in measures], "paired seeds"]
     rows = []
     groups = [(titles.get(t, t), t) for t in sorted(pairs["task"].unique())] + [("all tasks", None)]
     for title, task in groups:
@@ -99,13 +104,13 @@ def overhead_table(pairs: pd.DataFrame, labels: list[str], titles: dict[str, str
                 v = g[col].dropna()
                 cells.append(Cell(f"{fmt(v.mean(), 2)}x ± {fmt(v.std(ddof=1), 2)}" if len(v) > 1 else
                                   (f"{fmt(v.mean(), 2)}x" if len(v) else "-")))
-            cells.append(Cell(str(len(g)) if task is None else ", ".join(str(s) for s in sorted(g["seed"]))))
+            cells.append(Cell(f"{len(g)} pairs" if task is None else ", ".join(str(s) for s in sorted(g["seed"]))))
             rows.append(cells)
     notes = ["Primary: training time (environment steps and updates, wall-clock, evaluation left out) and its CPU "
              "time (process time: load from other work on the machine does not inflate it). Total wall-clock "
              "includes evaluation. Runs logged before training time was recorded show '-'."]
-    return Table(f"Overheads against {baseline}, paired by task and seed (ratio of totals per run)", header, rows,
-                 notes)
+    return Table(f"Overheads against {baseline}, paired by task and seed (ratio of totals per run): mean ± sample "
+                 "std over pairs", header, rows, notes)
 
 
 def audit_table(runs: pd.DataFrame, labels: list[str], titles: dict[str, str],
@@ -122,7 +127,7 @@ def audit_table(runs: pd.DataFrame, labels: list[str], titles: dict[str, str],
             cells = [Cell(titles.get(task, task)), Cell(lab)]
             for c in cols:
                 m, mx = g[f"{c}_mean"].mean(), g[f"{c}_max"].max()
-                cells.append(Cell(f"{fmt(m, 3)} ({fmt(mx, 3)})" if not math.isnan(m) else "-"))
+                cells.append(Cell(f"{_small(m, 3)} ({_small(mx, 3)})" if not math.isnan(m) else "-"))
             cells.append(Cell(str(len(g))))
             rows.append(cells)
     notes = [f"{c}: {declared[c]['description']}" for c in cols]
@@ -144,9 +149,9 @@ def diagnostics_table(runs: pd.DataFrame, labels: list[str], titles: dict[str, s
                 v = runs.loc[(runs["task"] == task) & (runs["label"] == lab), f"{c}_mean"].dropna()
                 if v.empty:
                     continue
-                spread = f"{fmt(v.mean(), 4)} ± {fmt(v.std(ddof=1), 4)}" if len(v) > 1 else fmt(v.mean(), 4)
+                spread = f"{_small(v.mean())} ± {_small(v.std(ddof=1))}" if len(v) > 1 else _small(v.mean())
                 rows.append([Cell(titles.get(task, task)), Cell(c), Cell(lab), Cell(spread),
-                             Cell(f"{fmt(v.min(), 4)} to {fmt(v.max(), 4)}"), Cell(str(len(v)))])
+                             Cell(f"{_small(v.min())} to {_small(v.max())}"), Cell(str(len(v)))])
     notes = [f"{c}: {declared[c]['description']}" for c in cols]
     return Table("What each mechanism did: mean ± std over runs of each run's mean over epochs (range of the run "
                  "means)", ["task", "metric", "algorithm", "mean ± std", "range", "runs"], rows, notes)
@@ -170,7 +175,8 @@ def degeneracy_table(curves: pd.DataFrame, labels: list[str], titles: dict[str, 
     order = {lab: i for i, lab in enumerate(labels)}
     rows.sort(key=lambda r: (order.get(r[1].text, 99), r[0].text))
     notes = [f"{c}: {d['description']}" for c, d in cols.items()]
-    return Table("Do the reconstructions differ from PPO at all? Their binding rates over every epoch of every run",
+    return Table("Do the reconstructions differ from PPO at all? The metric at whose value each is its base, over "
+                 "every epoch of every run",
                  ["task", "algorithm", "metric", "mean", "max", "in these runs"], rows, notes)
 
 
@@ -213,12 +219,14 @@ def seeds_table(seeds: pd.DataFrame, titles: dict[str, str], metric: str, baseli
         rows.append([Cell(titles.get(r.task, r.task)), Cell(r.label), Cell(f"{fmt(r.diff)} [{fmt(r.ci_low)}, "
                                                                            f"{fmt(r.ci_high)}]"),
                      Cell(fmt(r.mde)), Cell(f"{r.n}" if r.n == r.n_base else f"{r.n} ({baseline}: {r.n_base})"),
-                     Cell("-" if not math.isfinite(need) else f"{int(need):,}" if need < 1e6 else "> 1,000,000")])
+                     Cell("-" if math.isnan(need) else "never (no difference)" if math.isinf(need)
+                          else f"{int(need):,}" if need < 1e6 else "> 1,000,000")])
     return Table(f"How many seeds would it take: {metric}, each algorithm minus {baseline}",
                  ["task", "algorithm", "difference [95% CI]", "smallest detectable difference", "seeds now",
                   "seeds to detect the observed difference"], rows,
-                 ["Smallest detectable difference = 2.80 x the bootstrap standard error of the difference (80% power, "
-                  "two-sided 5%); seeds needed scale it by (detectable / observed)^2 (dapbench.analysis.power). "
+                 ["Difference of means with its Welch t interval. Smallest detectable difference = (t_0.975 + t_0.8) x "
+                  "the Welch standard error (80% power, two-sided 5%; ~3.7 SE at 3 seeds each, 3.2 at 5); seeds "
+                  "needed = seeds now x (2.80 SE / observed)^2 (dapbench.analysis.power). '-': no spread (one run). "
                   "Seeds now: the algorithm's runs (and the baseline's, where they differ). "
                   "Normal approximations from few seeds: rough, but they tell a measured absence of an effect from "
                   "an unmeasured one."])
