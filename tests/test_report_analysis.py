@@ -469,3 +469,14 @@ def test_the_final_return_claim_compares_with_the_papers_on_policy_baselines_onl
     claim = claims.final_claim(pd.DataFrame(rows), "ppo-dap", horizon_ok=True)
     assert claim.verdict == claims.HOLDS, claim
     assert "at least the best other's on 8 of 8" in claim.measured
+
+
+def test_the_overhead_claims_interval_resamples_tasks_not_only_pairs() -> None:
+    """Two tasks whose 5 pairs each read 1.0x and 3.0x: the pairs of a task are not independent draws, so the
+    interval is the spread over tasks, [1.0, 3.0] (a pooled bootstrap of the 10 pairs gave about [1.4, 2.6])."""
+    pairs = pd.DataFrame([{"task": t, "label": "ppo-dap", "seed": s, "cpu_time_ratio": v}
+                          for t, v in (("hopper", 1.0), ("ant", 3.0)) for s in range(5)])
+    c = claims.overhead_claim(pairs, "ppo-dap", "wall_clock", "cpu_time_ratio", device_ok=False, reps=2000, seed=0,
+                              what="CPU time")
+    assert "CPU time: 2.00x [1.00, 3.00] over 10 task-seed pairs of 2 tasks" in c.measured
+    assert c.verdict == claims.UNTOLD and "measured on CPU" in c.why

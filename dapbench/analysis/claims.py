@@ -48,16 +48,24 @@ class Claim:
     why: str  # how the verdict follows, and what would settle it
 
 
-def _boot_mean(v: np.ndarray, reps: int, seed: int) -> tuple[float, float, float]:
-    v = np.asarray(v, float)
-    v = v[np.isfinite(v)]
-    if len(v) == 0:
-        return float("nan"), float("nan"), float("nan")
-    if len(v) == 1:
-        return float(v[0]), float("nan"), float("nan")
-    boot = v[np.random.default_rng(seed).integers(0, len(v), (reps, len(v)))].mean(1)
+def _task_boot_mean(groups: list[np.ndarray], reps: int, seed: int) -> tuple[float, float, float]:
+    """Mean over tasks of each task's mean pair ratio, and its 95% interval from a two-stage bootstrap: tasks
+    resampled with replacement, then each drawn task's pairs. Pairs of one task share its environment, so they are
+    not independent draws: resampling them as one pool made the interval too narrow (2.55x [2.41, 2.70] over 40
+    pairs of 8 tasks)."""
+    groups = [g for g in groups if len(g)]
+    nan = float("nan")
+    if not groups:
+        return nan, nan, nan
+    m = float(np.mean([g.mean() for g in groups]))
+    if len(groups) == 1 and len(groups[0]) == 1:
+        return m, nan, nan
+    rng = np.random.default_rng(seed)
+    within = np.stack([g[rng.integers(0, len(g), (reps, len(g)))].mean(1) for g in groups], 1)  # (reps, tasks)
+    pick = rng.integers(0, len(groups), (reps, len(groups)))
+    boot = np.take_along_axis(within, pick, 1).mean(1)
     lo, hi = np.percentile(boot, [2.5, 97.5])
-    return float(v.mean()), float(lo), float(hi)
+    return m, float(lo), float(hi)
 
 
 def _values(runs: pd.DataFrame, label: str, task: str, column: str) -> np.ndarray:
@@ -141,14 +149,15 @@ def final_claim(runs: pd.DataFrame, target: str, horizon_ok: bool) -> Claim:
 def overhead_claim(pairs: pd.DataFrame, target: str, key: str, ratio: str, device_ok: bool, reps: int, seed: int,
                    what: str) -> Claim:
     spec = paper()["claims"][key]
-    v = pairs.loc[pairs["label"] == target, ratio].to_numpy(float) if len(pairs) else np.array([])
-    v = v[np.isfinite(v)]
-    if len(v) == 0:
+    mine = pairs[(pairs["label"] == target) & np.isfinite(pairs[ratio])] if len(pairs) else pairs
+    if len(mine) == 0:
         return Claim(spec["text"], f"no {what} pairs of {target} with the baseline", NOT_MEASURED,
                      "needs runs of both on the same task and seed" + ("" if device_ok else ", on a GPU"))
-    m, lo, hi = _boot_mean(v, reps, seed)
+    groups = [g[ratio].to_numpy(float) for _, g in mine.groupby("task")]
+    m, lo, hi = _task_boot_mean(groups, reps, seed)
     band = (spec["mean"] - 2 * spec["std"], spec["mean"] + 2 * spec["std"])
-    measured = f"{what}: {m:.2f}x [{lo:.2f}, {hi:.2f}] over {len(v)} task-seed pairs"
+    measured = (f"{what}: {m:.2f}x [{lo:.2f}, {hi:.2f}] over {len(mine)} task-seed pairs of {len(groups)} tasks "
+                "(tasks and their pairs resampled)")
     if not math.isfinite(lo):
         return Claim(spec["text"], measured, UNTOLD, "one pair has no interval")
     verdict = HOLDS if band[0] <= lo and hi <= band[1] else FAILS if lo > band[1] or hi < band[0] else UNTOLD
