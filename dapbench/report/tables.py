@@ -48,9 +48,9 @@ def fmt(x: float, digits: int = 1) -> str:
 
 
 def _small(x: float, digits: int = 4) -> str:
-    """A rate that may be tiny but not zero: `digits` decimals, or scientific notation below 0.001 (never '0.0000'
-    for a non-zero value)."""
-    return f"{x:.1e}" if x and abs(x) < 1e-3 and math.isfinite(x) else fmt(x, digits)
+    """A rate that may be tiny but not zero: `digits` decimals, or scientific notation where those would print a
+    non-zero value as 0 (4.1e-07, never '0.0000')."""
+    return f"{x:.1e}" if x and math.isfinite(x) and round(x, digits) == 0 else fmt(x, digits)
 
 
 def mean_std(mean: float, std: float, n: int, n_max: int, digits: int = 1) -> str:
