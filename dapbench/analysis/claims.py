@@ -156,7 +156,8 @@ def overhead_claim(pairs: pd.DataFrame, target: str, key: str, ratio: str, devic
     groups = [g[ratio].to_numpy(float) for _, g in mine.groupby("task")]
     m, lo, hi = _task_boot_mean(groups, reps, seed)
     band = (spec["mean"] - 2 * spec["std"], spec["mean"] + 2 * spec["std"])
-    measured = (f"{what}: {m:.2f}x [{lo:.2f}, {hi:.2f}] over {len(mine)} task-seed pairs of {len(groups)} tasks "
+    tasks = f"{len(groups)} task" + ("s" if len(groups) != 1 else "")
+    measured = (f"{what}: {m:.2f}x [{lo:.2f}, {hi:.2f}] over {len(mine)} task-seed pairs of {tasks} "
                 "(tasks and their pairs resampled)")
     if not math.isfinite(lo):
         return Claim(spec["text"], measured, UNTOLD, "one pair has no interval")
