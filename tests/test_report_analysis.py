@@ -397,10 +397,11 @@ def test_the_degenerate_table_counts_the_epochs_a_variant_acted_in_and_never_pri
 
 def test_report_tables_say_what_their_labels_say_with_negative_returns_unequal_seeds_and_a_missing_run(
         tmp_path: Path) -> None:
-    """Three labels that once read wrong: a ratio to PPO on a task whose returns are negative (-250 / -221 read
+    """Four labels that once read wrong: a ratio to PPO on a task whose returns are negative (-250 / -221 read
     1.13 for a worse run) is left out and said why; 'seeds now' gives each side's count when they differ (it
     printed their mean, 2 for 1 run against 3); the device column names the CPU when a missing run's row made
-    the GPU field NaN (it printed 'cpu: nan')."""
+    the GPU field NaN (it printed 'cpu: nan'); an aggregate over 1 run per task has no interval (it printed
+    [x, x] as a 95% CI)."""
     suite = write_suite(tmp_path / "s.yaml", tasks=["hopper", "pusher"], algorithms=["ppo", "ppo-dap"],
                         seeds=[0, 1, 2])
     results = tmp_path / "r"
@@ -426,6 +427,9 @@ def test_report_tables_say_what_their_labels_say_with_negative_returns_unequal_s
     assert str(seeds.loc["Hopper-v5", "seeds now"]) == "1 (ppo: 3)" and str(seeds.loc["Pusher-v5", "seeds now"]) == "3"
     cells = pd.read_csv(tables / "cells.csv")
     assert set(cells["device"]) == {"cpu: synthetic"}
+    agg_alc = pd.read_csv(tables / "agg_alc.csv").set_index("algorithm")  # ppo-dap: 1 run on hopper, so 1 per task
+    assert agg_alc.loc["ppo-dap", "IQM"].endswith("(no interval: 1 run per task)")
+    assert agg_alc["runs per task"].to_dict() == {"ppo": 3, "ppo-dap": 1} and "[" in agg_alc.loc["ppo", "IQM"]
 
 
 def test_the_per_task_interval_is_welchs_and_keeps_its_coverage_at_three_and_five_seeds() -> None:

@@ -453,7 +453,8 @@ def _tables(opts: ReportOptions, runs: pd.DataFrame, res: Results, labels: list[
             out[key] = aggregate_table(pts, cis, list(agg.METRICS), labels,
                                        f"{scope}: point estimate [95% stratified-bootstrap CI], over "
                                        f"{len(s.tasks)} task{'s' * (len(s.tasks) != 1)} "
-                                       f"({', '.join(titles[t] for t in s.tasks)})")
+                                       f"({', '.join(titles[t] for t in s.tasks)})",
+                                       runs_per_task={lab: m.shape[0] for lab, m in s.matrices.items()})
     poi = rows[rows["scope"].str.startswith("probability")] if len(rows) else rows
     if len(poi):
         trows = []

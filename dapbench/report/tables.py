@@ -248,12 +248,17 @@ def normalisation_table(table: NormalisationTable, tasks: list[str], titles: dic
 
 
 def aggregate_table(points: dict[str, np.ndarray], cis: dict[str, np.ndarray], names: list[str], labels: list[str],
-                    caption: str, notes: list[str] | None = None) -> Table:
-    """Point estimate [95% CI] per algorithm and metric."""
-    rows = []
+                    caption: str, notes: list[str] | None = None, runs_per_task: dict[str, int] | None = None
+                    ) -> Table:
+    """Point estimate [95% CI] per algorithm and metric, and the runs per task behind it. With one run per task
+    a stratified bootstrap has nothing to resample (its interval is the point): no interval is printed."""
+    rows, per_task = [], runs_per_task or {}
     for lab in labels:
         if lab not in points:
             continue
         p, ci = np.atleast_1d(points[lab]), np.asarray(cis[lab]).reshape(2, -1)
-        rows.append([Cell(lab), *[Cell(f"{p[i]:.3f} [{ci[0, i]:.3f}, {ci[1, i]:.3f}]") for i in range(len(names))]])
-    return Table(caption, ["algorithm", *names], rows, notes or [])
+        one = per_task.get(lab) == 1
+        rows.append([Cell(lab), *[Cell(f"{p[i]:.3f} (no interval: 1 run per task)" if one else
+                                       f"{p[i]:.3f} [{ci[0, i]:.3f}, {ci[1, i]:.3f}]") for i in range(len(names))],
+                     Cell(str(per_task.get(lab, "-")))])
+    return Table(caption, ["algorithm", *names, "runs per task"], rows, notes or [])
