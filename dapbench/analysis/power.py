@@ -72,9 +72,8 @@ def detectability(a: np.ndarray, b: np.ndarray, alpha: float = ALPHA, power: flo
     if se == 0:  # both sides constant: the difference is exact
         return Detectability(d, 0.0, (d, d), 0.0, seeds)
     df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    half = float(student_t.ppf(1 - alpha / 2, df)) * se
-    return Detectability(d, se, (d - half, d + half), (float(student_t.ppf(1 - alpha / 2, df))
-                                                         + float(student_t.ppf(power, df))) * se, seeds)
+    t_alpha, t_power = float(student_t.ppf(1 - alpha / 2, df)), float(student_t.ppf(power, df))
+    return Detectability(d, se, (d - t_alpha * se, d + t_alpha * se), (t_alpha + t_power) * se, seeds)
 
 
 def diff_ci(new: np.ndarray, base: np.ndarray, reps: int, seed: int, level: float = 0.95) -> tuple[float, float]:

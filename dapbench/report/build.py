@@ -214,9 +214,10 @@ def _aggregate_rows(scope: str, names: list[str], points: dict, cis: dict) -> li
 
 
 def _ratio_notes(runs: pd.DataFrame, baseline: str) -> list[str]:
-    """Why a task has no ratio: its baseline's mean ALC is not positive (metrics.alc_vs_baseline)."""
-    ref = runs[runs["label"] == baseline].groupby("task")["alc_metric"].mean()
-    bad = [t for t, v in ref.items() if not v > 0]
+    """Why a task has no ratio although it has baseline runs: metrics.alc_vs_baseline left it out (its baseline's
+    mean ALC is not positive)."""
+    base = runs[runs["label"] == baseline]
+    bad = [t for t, g in base.groupby("task") if g["alc_vs_baseline"].isna().all()]
     if not bad:
         return []
     names = ", ".join(TASKS[t].gym_id if t in TASKS else t for t in bad)
